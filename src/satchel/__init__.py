@@ -1,0 +1,80 @@
+"""satchel: persistent sessions for Python web applications.
+
+>>> import satchel
+>>> store = satchel.open_store("memory://")
+>>> app = satchel.SessionMiddleware(lambda environ, start_response: [], store=store)
+"""
+
+from __future__ import annotations
+
+from .codec import Codec, CodecError, JSONCodec, PickleCodec
+from .config import Settings
+from .engine import SessionEngine
+from .errors import (
+    ConfigurationError,
+    SatchelError,
+    SessionConflict,
+    SessionTooLarge,
+    StoreTimeout,
+    StoreUnavailable,
+)
+from .ids import is_valid_id, new_id
+from .keys import Secret
+from .manager import Action, CookieOp, Decision, SessionManager
+from .record import Changes, SessionMeta, SessionRecord
+from .session import Session
+from .stores import BaseStore, MemoryStore, Store, open_store, register_scheme
+from .transport import CookieTransport, HeaderTransport, QueryTransport
+from .wsgi import SessionMiddleware
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action",
+    "BaseStore",
+    "Changes",
+    "Codec",
+    "CodecError",
+    "ConfigurationError",
+    "CookieOp",
+    "CookieTransport",
+    "Decision",
+    "FileStore",
+    "HeaderTransport",
+    "JSONCodec",
+    "MemoryStore",
+    "PickleCodec",
+    "QueryTransport",
+    "SQLiteStore",
+    "SatchelError",
+    "Secret",
+    "Session",
+    "SessionConflict",
+    "SessionEngine",
+    "SessionManager",
+    "SessionMeta",
+    "SessionMiddleware",
+    "SessionRecord",
+    "SessionTooLarge",
+    "Settings",
+    "Store",
+    "StoreTimeout",
+    "StoreUnavailable",
+    "is_valid_id",
+    "new_id",
+    "open_store",
+    "register_scheme",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Stores beyond memory are imported on first use, keeping ``import satchel`` light.
+    if name == "FileStore":
+        from .stores.file import FileStore
+
+        return FileStore
+    if name == "SQLiteStore":
+        from .stores.sqlite import SQLiteStore
+
+        return SQLiteStore
+    raise AttributeError(f"module 'satchel' has no attribute {name!r}")

@@ -1,0 +1,140 @@
+"""Settings: every option a front door accepts, checked once, in one place.
+
+Front doors (WSGI, ASGI, the integrations) take ``**options``, build a :class:`Settings` and ask
+it for the engine and the transport.  The README's option table is this class's field list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codec import Codec, JSONCodec, PickleCodec
+from .engine import FAIL_CLOSED, SessionEngine
+from .errors import ConfigurationError
+from .keys import Secret, SecretLike
+from .manager import SessionManager
+from .stores import Store, open_store
+from .transport import CookieTransport, HeaderTransport, QueryTransport, make_transport
+
+__all__ = ["DEFAULT_STORE_URL", "Settings"]
+
+DEFAULT_STORE_URL = "sqlite:///satchel-sessions.sqlite3"
+
+
+@dataclass
+class Settings:
+    """All options; see the README's table for what each one means."""
+
+    store: Store | str | None = None
+    secret: SecretLike | None = None
+    environ_key: str | Sequence[str] = "satchel.session"
+    transport: str = "cookie"
+    cookie_name: str = "satchel"
+    cookie_path: str | None = None
+    cookie_domain: str | None = None
+    cookie_secure: bool | None = None
+    cookie_httponly: bool = True
+    cookie_samesite: str | None = "Lax"
+    query_param: str = "satchel_session"
+    header_name: str = "X-Session-Id"
+    idle_timeout: float | None = 1800
+    absolute_timeout: float | None = 86400
+    touch_interval: float = 60
+    strict: bool = True
+    persistent: bool = False
+    pickle: bool = False
+    codec: Codec | None = None
+    on_unavailable: str = FAIL_CLOSED
+    auto_purge_every: float = 0
+    auto_purge_olderthan: float | None = None
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Settings:
+        """Build settings; unknown options are a ``ConfigurationError`` naming the known ones."""
+        # Pesto's and Beaker's names, so their users can keep their configuration.
+        if "persist" in options:
+            options["transport"] = options.pop("persist")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}"
+            )
+        olderthan = options.get("auto_purge_olderthan")
+        if olderthan is not None:
+            # Pesto's name for the idle timeout; it must not contradict an explicit one.
+            if options.get("idle_timeout", olderthan) != olderthan:
+                raise ConfigurationError(
+                    "auto_purge_olderthan is the idle timeout under Pesto's name; "
+                    "give one of auto_purge_olderthan and idle_timeout"
+                )
+            options["idle_timeout"] = olderthan
+        settings = cls(**options)
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        if self.secret is not None:
+            self.secret = Secret(self.secret)
+        keys = self.environ_keys
+        if not keys or not all(isinstance(k, str) and k for k in keys):
+            raise ConfigurationError("environ_key must be a non-empty string or a list of them")
+        if self.pickle and self.codec is not None:
+            raise ConfigurationError("give either pickle=True or codec=..., not both")
+        every = self.auto_purge_every
+        if not isinstance(every, (int, float)) or isinstance(every, bool) or every < 0:
+            raise ConfigurationError("auto_purge_every must be a number of seconds >= 0")
+
+    @property
+    def environ_keys(self) -> tuple[str, ...]:
+        """Every environ (or scope) name the session is published under."""
+        key = self.environ_key
+        return (key,) if isinstance(key, str) else tuple(key)
+
+    def make_codec(self) -> Codec:
+        if self.codec is not None:
+            return self.codec
+        if self.pickle:
+            return PickleCodec(self.secret)
+        return JSONCodec()
+
+    def make_store(self) -> tuple[Store, bool]:
+        """The store, and whether satchel opened it (and so must close it)."""
+        if self.store is None:
+            return open_store(DEFAULT_STORE_URL), True
+        if isinstance(self.store, str):
+            return open_store(self.store), True
+        if not isinstance(self.store, Store):
+            raise ConfigurationError(
+                f"store must be a Store or a store URL, not {type(self.store).__name__}"
+            )
+        return self.store, False
+
+    def make_engine(self, store: Store) -> SessionEngine:
+        manager = SessionManager(
+            idle_timeout=self.idle_timeout,
+            absolute_timeout=self.absolute_timeout,
+            touch_interval=self.touch_interval,
+            strict=self.strict,
+            persistent=self.persistent,
+        )
+        return SessionEngine(store, manager, self.make_codec(),
+                             on_unavailable=self.on_unavailable, clock=self.clock)
+
+    def make_transport(self) -> CookieTransport | QueryTransport | HeaderTransport:
+        return make_transport(
+            self.transport,
+            cookie_name=self.cookie_name,
+            cookie_path=self.cookie_path,
+            cookie_domain=self.cookie_domain,
+            cookie_secure=self.cookie_secure,
+            cookie_httponly=self.cookie_httponly,
+            cookie_samesite=self.cookie_samesite,
+            query_param=self.query_param,
+            header_name=self.header_name,
+        )

@@ -1,0 +1,193 @@
+"""SessionManager: the session policy, and nothing else.
+
+It validates client ids, judges expiry and, at the end of a request, decides what must happen:
+save, touch, delete or nothing, and whether the client's id must be set or revoked.  Like h11,
+it does no I/O: it is given ``now`` and the session, and it returns a :class:`Decision` for the
+engine to carry out.  That is why every front door (WSGI, ASGI, Quixote, ...) shares it as is.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from dataclasses import dataclass
+
+from .errors import ConfigurationError
+from .ids import is_valid_id, new_id
+from .record import Changes, SessionMeta, SessionRecord
+from .session import Session
+
+__all__ = ["Action", "CookieOp", "Decision", "SessionManager"]
+
+security_log = logging.getLogger("satchel.security")
+
+
+class Action(enum.Enum):
+    """What the store must do at the end of a request."""
+
+    NOTHING = "nothing"
+    SAVE = "save"
+    TOUCH = "touch"
+    DELETE = "delete"
+
+
+class CookieOp(enum.Enum):
+    """What the client must be told about its id."""
+
+    KEEP = "keep"
+    SET = "set"
+    REVOKE = "revoke"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The manager's verdict on one request's session."""
+
+    action: Action
+    sid: str | None = None
+    changes: Changes | None = None
+    meta: SessionMeta | None = None
+    discard: tuple[str, ...] = ()
+    cookie: CookieOp = CookieOp.KEEP
+    max_age: int | None = None
+    vary: bool = False
+
+
+NOTHING = Decision(Action.NOTHING)
+
+
+class SessionManager:
+    """Session policy: ids, expiry, strictness, touch throttling, what to save.
+
+    Args:
+        idle_timeout: seconds of inactivity after which a session is dead (None: no limit).
+        absolute_timeout: seconds after creation after which a session is dead, however busy
+            (None: no limit).  At least one of the two must be set.
+        touch_interval: a session that was only read has its access time written at most once
+            per this many seconds (a cheap touch, not a save).
+        strict: never adopt a client-supplied id that the store does not hold.
+        persistent: the client keeps its id across browser restarts (cookie ``Max-Age``).
+    """
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: float | None = 1800,
+        absolute_timeout: float | None = 86400,
+        touch_interval: float = 60,
+        strict: bool = True,
+        persistent: bool = False,
+    ) -> None:
+        for name, value in (("idle_timeout", idle_timeout), ("absolute_timeout", absolute_timeout)):
+            if value is not None and (not _is_number(value) or value <= 0):
+                raise ConfigurationError(f"{name} must be a positive number of seconds or None")
+        if idle_timeout is None and absolute_timeout is None:
+            raise ConfigurationError(
+                "set idle_timeout or absolute_timeout (or both): a session must expire some day"
+            )
+        if not _is_number(touch_interval) or touch_interval < 0:
+            raise ConfigurationError("touch_interval must be a number of seconds >= 0")
+        self.idle_timeout = idle_timeout
+        self.absolute_timeout = absolute_timeout
+        self.touch_interval = touch_interval
+        self.strict = strict
+        self.persistent = persistent
+
+    # -- at the start ----------------------------------------------------------------------------
+
+    def client_id(self, raw: str | None) -> str | None:
+        """The client's id if it is well-formed, else None (and a warning for a malformed one)."""
+        if raw is None or raw == "":
+            return None
+        if is_valid_id(raw):
+            return raw
+        security_log.warning("ignored a malformed session id from a client")
+        return None
+
+    def accept(self, record: SessionRecord | None, now: float) -> SessionRecord | None:
+        """The record if it is still alive at ``now`` under this policy, else None."""
+        if record is None:
+            return None
+        if now >= record.expires or now >= self._expiry(record.created, record.accessed):
+            return None
+        return record
+
+    def expires(self, created: float, accessed: float) -> float:
+        """The moment a session created and last accessed at these times dies."""
+        return self._expiry(created, accessed)
+
+    def _expiry(self, created: float, accessed: float) -> float:
+        idle = self.idle_timeout
+        absolute = self.absolute_timeout
+        if idle is None:
+            return created + absolute  # type: ignore[operator]
+        if absolute is None:
+            return accessed + idle
+        return min(accessed + idle, created + absolute)
+
+    # -- at the end ------------------------------------------------------------------------------
+
+    def finish(self, session: Session, now: float, *, failed: bool = False) -> Decision:
+        """Decide what happens to ``session`` after a request.
+
+        A failed request (one that raised) saves nothing, as in Quixote's
+        ``finish_failed_request``.  Raises TypeError (from the codec) when a value cannot be
+        stored, naming its key.
+        """
+        if failed or not session.touched:
+            return NOTHING
+        if session._degraded:
+            # The store was down when the session was opened and the policy let the request
+            # run anonymously: do not overwrite the client's real session or its cookie.
+            return Decision(Action.NOTHING, vary=True)
+        discard = tuple(session._discard)
+        sid = session._sid
+        has_data = bool(session._data)
+        existing = session._loaded_id is not None
+
+        if not existing:
+            if not has_data:
+                stale = session._revoke or (
+                    session.client_id is not None and session.client_id not in discard
+                ) or bool(discard)
+                return Decision(Action.NOTHING, discard=discard,
+                                cookie=CookieOp.REVOKE if stale else CookieOp.KEEP, vary=True)
+            if sid is None:
+                sid = session._sid = new_id()
+            changes = session._changes() or Changes(set={}, create=True)
+            created = session._created
+            meta = SessionMeta(created, now, self._expiry(created, now), session._user)
+            return Decision(Action.SAVE, sid, changes, meta, discard, CookieOp.SET,
+                            self._max_age(meta.expires, now), True)
+
+        sid = session._loaded_id  # an existing session keeps the id it was loaded under
+        if not has_data:
+            return Decision(Action.DELETE, sid, discard=(*discard, sid),
+                            cookie=CookieOp.REVOKE, vary=True)
+        changes = session._changes()
+        created = session._created
+        if changes is not None:
+            meta = SessionMeta(created, now, self._expiry(created, now), session._user)
+            return Decision(Action.SAVE, sid, changes, meta, discard, self._refresh(),
+                            self._max_age(meta.expires, now), True)
+        if now - session._accessed >= self.touch_interval:
+            expires = self._expiry(created, now)
+            meta = SessionMeta(created, now, expires, session._user)
+            return Decision(Action.TOUCH, sid, None, meta, discard, self._refresh(),
+                            self._max_age(expires, now), True)
+        return Decision(Action.NOTHING, sid, discard=discard, vary=True)
+
+    def _refresh(self) -> CookieOp:
+        # A persistent cookie's Max-Age must follow the sliding expiry; a browser-session
+        # cookie never needs re-sending.
+        return CookieOp.SET if self.persistent else CookieOp.KEEP
+
+    def _max_age(self, expires: float, now: float) -> int | None:
+        if not self.persistent or math.isinf(expires):
+            return None
+        return max(0, int(expires - now))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

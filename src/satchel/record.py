@@ -1,0 +1,67 @@
+"""The records that pass between the session, the manager and the stores.
+
+A store holds, per session id, a :class:`SessionRecord`: the encoded values (one text per key,
+made by the codec) and the times that govern expiry.  A save sends :class:`Changes`, never the
+whole mapping, so two requests that write different keys of one session both survive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Changes", "SessionMeta", "SessionRecord"]
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """What a store returns from ``load``.
+
+    Attributes:
+        data: encoded value per key, as the codec produced it.
+        created: when the session was first saved (epoch seconds).
+        accessed: when it was last read or written, as far as the store knows.
+        expires: the moment after which it is dead (the nearer of idle and absolute expiry).
+        user: an optional identifier of the logged-in user, indexed by the store.
+    """
+
+    data: dict[str, str]
+    created: float
+    accessed: float
+    expires: float
+    user: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class SessionMeta:
+    """The times and user a save or touch writes alongside the data."""
+
+    created: float
+    accessed: float
+    expires: float
+    user: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Changes:
+    """Per-key changes to apply against what is stored *now*.
+
+    Attributes:
+        set: encoded values to write.
+        deleted: keys to remove.
+        cleared: remove every stored key before applying ``set`` (``session.clear()``, rotation).
+        create: the record may be created if absent.  False for an existing session: if another
+            request deleted it meanwhile (logout), the save must not resurrect it.
+    """
+
+    set: dict[str, str] = field(default_factory=dict)
+    deleted: frozenset[str] = frozenset()
+    cleared: bool = False
+    create: bool = True
+
+    def apply(self, data: dict[str, str]) -> dict[str, str]:
+        """Return ``data`` with these changes applied (for stores that merge in Python)."""
+        merged = {} if self.cleared else dict(data)
+        for key in self.deleted:
+            merged.pop(key, None)
+        merged.update(self.set)
+        return merged

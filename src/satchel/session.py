@@ -1,0 +1,358 @@
+"""Session: the mapping the application sees, and the record of what it did to it.
+
+The session loads nothing until first touched, decodes a value only when it is read, and keeps
+track of which keys were set, deleted or cleared.  Values handed out that could be mutated in
+place (lists, dicts, ...) are re-encoded at the end of the request and compared with what was
+loaded, so ``session["cart"].append(x)`` is saved without any ``modified = True``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import hmac
+import secrets
+import uuid
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from .codec import Codec, CodecError
+from .ids import new_id
+from .record import Changes, SessionMeta, SessionRecord
+
+__all__ = ["Session"]
+
+FLASH_KEY = "_satchel_flashes"
+CSRF_KEY = "_satchel_csrf"
+
+# Values of these types cannot change in place, so reading them needs no re-check at the end.
+_IMMUTABLE = frozenset({
+    str, int, float, bool, type(None), bytes, frozenset,
+    _dt.datetime, _dt.date, _dt.time, decimal.Decimal, uuid.UUID,
+})
+
+
+class _Raw:
+    """An encoded value not decoded yet."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+Opener = Callable[["Session", Any], None]
+
+
+class Session(MutableMapping[str, Any]):
+    """A dict-like session.  Built by the engine per request; see the module docstring.
+
+    Attributes beyond the mapping: ``id``, ``is_new``, ``created``, ``accessed``, ``user``,
+    and the methods ``rotate``, ``invalidate``, ``flash``/``pop_flashes`` and the CSRF helpers.
+    """
+
+    __slots__ = (
+        "_accessed", "_cleared", "_codec", "_created", "_data", "_degraded", "_deleted",
+        "_discard", "_loaded_id", "_now", "_opener", "_orig", "_request", "_revoke",
+        "_rotated", "_set", "_sid", "_user", "_user_changed", "_watch", "client_id",
+        "touched",
+    )
+
+    def __init__(self, codec: Codec, now: float, opener: Opener | None = None,
+                 request: Any = None) -> None:
+        self._codec = codec
+        self._now = now
+        self._opener = opener
+        self._request = request
+        self.touched = False
+        self.client_id: str | None = None
+        self._sid: str | None = None
+        self._loaded_id: str | None = None
+        self._data: dict[str, Any] = {}
+        self._orig: dict[str, str] = {}
+        self._watch: set[str] = set()
+        self._set: set[str] = set()
+        self._deleted: set[str] = set()
+        self._cleared = False
+        self._discard: list[str] = []
+        self._rotated = False
+        self._revoke = False
+        self._degraded = False
+        self._created = now
+        self._accessed = now
+        self._user: str | None = None
+        self._user_changed = False
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def _ensure(self) -> None:
+        opener = self._opener
+        self.touched = True
+        if opener is not None:
+            self._opener = None
+            opener(self, self._request)
+            self._request = None
+
+    def _attach(self, sid: str | None, record: SessionRecord | None) -> None:
+        """Called by the opener: adopt ``record`` under ``sid``, or start a new session."""
+        if record is None:
+            return
+        self._sid = self._loaded_id = sid
+        self._orig = record.data
+        self._data = {k: _Raw(v) for k, v in record.data.items()}
+        self._created = record.created
+        self._accessed = record.accessed
+        self._user = record.user
+
+    # -- the mapping ---------------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        if self._opener is not None or not self.touched:
+            self._ensure()
+        value = self._data[key]
+        if type(value) is _Raw:
+            value = self._decode(key, value)
+        if type(value) not in _IMMUTABLE:
+            self._watch.add(key)
+        return value
+
+    def _decode(self, key: str, raw: _Raw) -> Any:
+        try:
+            value = self._codec.decode(raw.text)
+        except CodecError:
+            # Unreadable (corrupt, or signed with a retired key): the key reads as absent.
+            del self._data[key]
+            self._deleted.add(key)
+            raise KeyError(key) from None
+        self._data[key] = value
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if type(key) is not str:
+            raise TypeError(f"session keys must be str, not {type(key).__name__}")
+        self._codec.check(key, value)
+        if self._opener is not None or not self.touched:
+            self._ensure()
+        self._data[key] = value
+        self._set.add(key)
+        self._deleted.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        if self._opener is not None or not self.touched:
+            self._ensure()
+        del self._data[key]
+        self._set.discard(key)
+        self._watch.discard(key)
+        self._deleted.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        if self._opener is not None or not self.touched:
+            self._ensure()
+        return iter(list(self._data))
+
+    def __len__(self) -> int:
+        if self._opener is not None or not self.touched:
+            self._ensure()
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        if self._opener is not None or not self.touched:
+            self._ensure()
+        return key in self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def clear(self) -> None:
+        if self._opener is not None or not self.touched:
+            self._ensure()
+        self._data = {}
+        self._watch = set()
+        self._set = set()
+        self._deleted = set()
+        self._cleared = True
+
+    def __repr__(self) -> str:
+        state = "not loaded" if self._opener is not None else f"{len(self._data)} keys"
+        return f"<Session {'new' if self._loaded_id is None else 'existing'}, {state}>"
+
+    # -- metadata ------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The session id.  A new session gets one on first request for it (no I/O)."""
+        self._ensure()
+        if self._sid is None:
+            self._sid = new_id()
+        return self._sid
+
+    @property
+    def is_new(self) -> bool:
+        """True when no stored session was found for this request."""
+        self._ensure()
+        return self._loaded_id is None and not self._rotated
+
+    @property
+    def created(self) -> float:
+        """When the session was created (epoch seconds)."""
+        self._ensure()
+        return self._created
+
+    @property
+    def accessed(self) -> float:
+        """When the session was last accessed before this request (epoch seconds)."""
+        self._ensure()
+        return self._accessed
+
+    @property
+    def user(self) -> str | None:
+        """The user this session belongs to, indexed by the store (log out everywhere)."""
+        self._ensure()
+        return self._user
+
+    @user.setter
+    def user(self, value: str | None) -> None:
+        if value is not None and type(value) is not str:
+            raise TypeError("session.user must be a str or None")
+        self._ensure()
+        if value != self._user:
+            self._user = value
+            self._user_changed = True
+
+    @property
+    def modified(self) -> bool:
+        """True when something was set, deleted or cleared in this request so far."""
+        return bool(self._set or self._deleted or self._cleared or self._user_changed)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def rotate(self) -> None:
+        """Give the session a new id, keeping its data; the old record is deleted.
+
+        Call it when privileges change (login) so that an id planted before cannot be used.
+        """
+        self._ensure()
+        for key, value in list(self._data.items()):
+            if type(value) is _Raw:
+                try:
+                    self._decode(key, value)
+                except KeyError:
+                    continue
+        if self._loaded_id is not None:
+            self._discard.append(self._loaded_id)
+        self._loaded_id = None
+        self._sid = new_id()
+        self._cleared = True
+        self._set = set(self._data)
+        self._deleted = set()
+        self._rotated = True
+
+    def invalidate(self) -> None:
+        """Delete the stored session and revoke the client's id (logout).
+
+        The object stays usable: writing to it afterwards starts a fresh session with a new id.
+        """
+        self._ensure()
+        for sid in (self._loaded_id, self.client_id):
+            if sid is not None and sid not in self._discard:
+                self._discard.append(sid)
+        self._loaded_id = None
+        self._sid = None
+        self._data = {}
+        self._orig = {}
+        self._watch = set()
+        self._set = set()
+        self._deleted = set()
+        self._cleared = False
+        self._rotated = False
+        self._revoke = True
+        self._created = self._accessed = self._now
+        self._user = None
+        self._user_changed = False
+
+    # -- flash messages and CSRF -------------------------------------------------------------
+
+    def flash(self, message: str, category: str = "message") -> None:
+        """Queue a message for the next page that calls :meth:`pop_flashes`."""
+        queue = list(self.get(FLASH_KEY) or [])
+        queue.append([category, message])
+        self[FLASH_KEY] = queue
+
+    def pop_flashes(self, category: str | None = None) -> list[tuple[str, str]]:
+        """Return and remove queued messages as (category, message), oldest first."""
+        queue = self.get(FLASH_KEY)
+        if not queue:
+            return []
+        taken = [(c, m) for c, m in queue if category is None or c == category]
+        kept = [[c, m] for c, m in queue if category is not None and c != category]
+        if kept:
+            self[FLASH_KEY] = kept
+        else:
+            del self[FLASH_KEY]
+        return taken
+
+    @property
+    def csrf_token(self) -> str:
+        """This session's anti-CSRF token, made on first use."""
+        token = self.get(CSRF_KEY)
+        if not isinstance(token, str):
+            token = secrets.token_urlsafe(32)
+            self[CSRF_KEY] = token
+        return token
+
+    def check_csrf(self, token: str | None) -> bool:
+        """True when ``token`` equals this session's CSRF token (constant-time)."""
+        expected = self.get(CSRF_KEY)
+        if not isinstance(expected, str) or not isinstance(token, str):
+            return False
+        return hmac.compare_digest(expected.encode(), token.encode())
+
+    # -- what the manager reads at the end of the request ------------------------------------
+
+    def _changes(self) -> Changes | None:
+        """Encode what changed since load (or since the last save); None when nothing did.
+
+        Raises TypeError naming the key when a value cannot be encoded.
+        """
+        codec = self._codec
+        data = self._data
+        orig = self._orig
+        out: dict[str, str] = {}
+        for key in self._set:
+            out[key] = codec.encode(key, data[key])
+        for key in self._watch:
+            if key in out or key not in data:
+                continue
+            value = data[key]
+            if type(value) is _Raw:
+                continue
+            text = codec.encode(key, value)
+            if text != orig.get(key):
+                out[key] = text
+        deleted = frozenset(self._deleted)
+        if not (out or deleted or self._cleared or self._user_changed):
+            return None
+        return Changes(set=out, deleted=deleted, cleared=self._cleared,
+                       create=self._loaded_id is None)
+
+    def _saved(self, sid: str, changes: Changes | None, meta: SessionMeta) -> None:
+        """Reset change tracking after a successful save, so a later flush sends only news."""
+        if changes is not None:
+            orig = {} if changes.cleared else dict(self._orig)
+            for key in changes.deleted:
+                orig.pop(key, None)
+            orig.update(changes.set)
+            self._orig = orig
+        self._sid = self._loaded_id = sid
+        self._created = meta.created
+        self._accessed = meta.accessed
+        self._set = set()
+        self._deleted = set()
+        self._cleared = False
+        self._user_changed = False
+        self._rotated = False
+        self._revoke = False
+        self._discard = []

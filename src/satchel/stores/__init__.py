@@ -1,0 +1,73 @@
+"""Stores and :func:`open_store`, which builds one from a URL.
+
+Each scheme maps to a factory in the module that owns it, imported only when that scheme is
+used, so the optional client libraries (redis-py, psycopg, ...) are needed only by their users.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+from .base import BaseStore, Store
+from .memory import MemoryStore
+
+__all__ = ["BaseStore", "MemoryStore", "Store", "open_store", "register_scheme"]
+
+# scheme -> "module:function"; the function takes (parsed_url, **options) and returns a Store.
+_SCHEMES: dict[str, str] = {
+    "memory": "satchel.stores.memory:from_url",
+    "file": "satchel.stores.file:from_url",
+    "sqlite": "satchel.stores.sqlite:from_url",
+    "redis": "satchel.stores.redis:from_url",
+    "rediss": "satchel.stores.redis:from_url",
+    "redis+cluster": "satchel.stores.redis:from_url",
+    "postgresql": "satchel.stores.postgres:from_url",
+    "postgres": "satchel.stores.postgres:from_url",
+    "mysql": "satchel.stores.mysql:from_url",
+    "mariadb": "satchel.stores.mysql:from_url",
+    "memcached": "satchel.stores.memcached:from_url",
+    "cookie": "satchel.stores.cookie:from_url",
+}
+
+
+def register_scheme(scheme: str, factory: str) -> None:
+    """Map a URL scheme to ``"module:function"`` (for third-party stores)."""
+    _SCHEMES[scheme.lower()] = factory
+
+
+def open_store(url: str, **options: Any) -> Store:
+    """Build a store from a URL.
+
+    ``memory://``, ``file:///abs/dir``, ``sqlite:///relative.db``, ``sqlite:////abs.db``,
+    ``redis://host:6379/0``, ``postgresql://...``, ``mysql://...``, ``memcached://host:port``,
+    ``cookie://``.  Query parameters and ``options`` become the store's keyword arguments.
+
+    Raises:
+        ValueError: (``ConfigurationError``) for a malformed URL or an unknown scheme.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"store URL {url!r} is not a URL; expected one of: {_accepted()}"
+        )
+    try:
+        parsed = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"store URL is malformed ({exc}); expected one of: {_accepted()}") from None
+    target = _SCHEMES.get(parsed.scheme.lower())
+    if target is None:
+        raise ConfigurationError(
+            f"store URL scheme {parsed.scheme!r} is unknown; accepted schemes: {_accepted()}"
+        )
+    module_name, _, func_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    factory = getattr(module, func_name)
+    store: Store = factory(parsed, **options)
+    return store
+
+
+def _accepted() -> str:
+    return ", ".join(f"{s}://" for s in _SCHEMES)
+

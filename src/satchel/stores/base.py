@@ -1,0 +1,159 @@
+"""The store contract: what every store guarantees, in one place.
+
+Stores are persistence only.  They never decide expiry policy (the manager does); they keep the
+``expires`` moment they are given, answer ``load`` with None once it has passed, and remove such
+records in ``purge``.  Ids reach a store already validated by format.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from urllib.parse import SplitResult, parse_qsl
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from ..errors import ConfigurationError
+from ..record import Changes, SessionMeta, SessionRecord
+
+__all__ = ["BaseStore", "Store", "now_or", "url_options"]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A place where sessions are kept.
+
+    Capabilities are class attributes so that the middleware and tests can read them:
+    ``thread_safe`` (one instance may serve several threads), ``multiprocess_safe`` (several
+    processes may share the data) and ``native_expiry`` (the engine drops expired records by
+    itself, so ``purge`` has little or nothing to do).
+    """
+
+    thread_safe: bool
+    multiprocess_safe: bool
+    native_expiry: bool
+
+    def load(self, sid: str) -> SessionRecord | None:
+        """Return the record for ``sid``, or None when it is absent or expired.
+
+        One round trip.  Raises ``StoreUnavailable`` when the backend cannot answer.
+        """
+
+    def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
+        """Apply ``changes`` atomically against what is stored now, and write ``meta``.
+
+        Keys not named in ``changes`` keep their stored value (unless ``changes.cleared``).
+        Returns False, writing nothing, when the record is absent and ``changes.create`` is
+        False; True otherwise.
+        """
+
+    def delete(self, sid: str) -> bool:
+        """Remove the record; True if there was one."""
+
+    def touch(self, sid: str, accessed: float, expires: float) -> bool:
+        """Move the access and expiry times of a live record; False if it is absent."""
+
+    def exists(self, sid: str) -> bool:
+        """True when a live (unexpired) record is kept under ``sid``."""
+
+    def purge(self, now: float | None = None) -> int:
+        """Remove the records expired at ``now`` (default: the current time); return how many.
+
+        Costs what it removes, not what is stored, wherever the engine allows it.
+        """
+
+    def count(self) -> int:
+        """How many live records are kept (for admin tools; may scan)."""
+
+    def ids(self) -> Iterator[str]:
+        """Iterate over the ids of live records (for admin tools; may scan)."""
+
+    def user_sessions(self, user: str) -> list[str]:
+        """The ids of the live records whose ``user`` is ``user``: to log a user out everywhere."""
+
+    def close(self) -> None:
+        """Release connections, handles and threads.  The store is unusable afterwards."""
+
+    def __enter__(self) -> Store: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class BaseStore:
+    """Shared plumbing for stores: context management, defaults built on the abstract methods."""
+
+    thread_safe = True
+    multiprocess_safe = False
+    native_expiry = False
+
+    def load(self, sid: str) -> SessionRecord | None:
+        raise NotImplementedError
+
+    def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
+        raise NotImplementedError
+
+    def delete(self, sid: str) -> bool:
+        raise NotImplementedError
+
+    def touch(self, sid: str, accessed: float, expires: float) -> bool:
+        raise NotImplementedError
+
+    def ids(self) -> Iterator[str]:
+        raise NotImplementedError
+
+    def purge(self, now: float | None = None) -> int:
+        raise NotImplementedError
+
+    def exists(self, sid: str) -> bool:
+        return self.load(sid) is not None
+
+    def count(self) -> int:
+        return sum(1 for _ in self.ids())
+
+    def user_sessions(self, user: str) -> list[str]:
+        found = []
+        for sid in self.ids():
+            record = self.load(sid)
+            if record is not None and record.user == user:
+                found.append(sid)
+        return found
+
+    def delete_user(self, user: str) -> int:
+        """Delete every session of ``user`` (log out everywhere); return how many."""
+        return sum(1 for sid in self.user_sessions(user) if self.delete(sid))
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> BaseStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+def now_or(now: float | None) -> float:
+    """The purge moment: the one given, or the current time."""
+    return time.time() if now is None else now
+
+
+def url_options(parsed: SplitResult) -> dict[str, str]:
+    """The query parameters of a store URL, one value each."""
+    try:
+        pairs = parse_qsl(parsed.query, keep_blank_values=True, strict_parsing=bool(parsed.query))
+    except ValueError as exc:
+        raise ConfigurationError(f"store URL query string is malformed: {exc}") from None
+    return dict(pairs)

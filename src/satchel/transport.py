@@ -1,0 +1,224 @@
+"""Transports: where the session id travels between client and server, and in what form.
+
+A transport parses the id out of one raw request value (the ``Cookie`` header, the query string,
+or a named header) and renders the manager's decision as response headers.  It owns every
+cookie attribute; it knows nothing about stores or expiry.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+from urllib.parse import parse_qsl, quote, urlencode
+
+from .errors import ConfigurationError
+from .manager import CookieOp, Decision
+
+__all__ = ["CookieTransport", "HeaderTransport", "QueryTransport", "Transport", "make_transport"]
+
+# RFC 6265 section 4.1.1: a cookie-name is an RFC 2616 token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+_REVOKED = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+class Transport(Protocol):
+    """Carries the id.  ``source`` names the raw request value :meth:`read` expects."""
+
+    source: str  # "cookie", "query" or "header"
+    header_name: str  # the request header for "header" (else the Cookie header's name)
+    vary: str | None
+
+    def read(self, raw: str | None) -> str | None:
+        """The id found in the raw request value, unvalidated, or None."""
+
+    def render(self, decision: Decision, *, https: bool, script_name: str) -> list[tuple[str, str]]:
+        """The response headers that carry ``decision`` to the client."""
+
+
+class CookieTransport:
+    """The id in a cookie (the default).
+
+    Attributes follow RFC 6265 section 4.1: ``HttpOnly`` and ``SameSite=Lax`` by default,
+    ``Secure`` on https requests (or always/never when ``secure`` is True/False), ``Path`` from
+    the application's mount point (``SCRIPT_NAME``) unless given, ``Domain`` only when given,
+    and ``Max-Age`` only for persistent sessions.
+    """
+
+    source = "cookie"
+    header_name = "Cookie"
+    vary = "Cookie"
+
+    def __init__(
+        self,
+        name: str = "satchel",
+        *,
+        path: str | None = None,
+        domain: str | None = None,
+        secure: bool | None = None,
+        httponly: bool = True,
+        samesite: str | None = "Lax",
+    ) -> None:
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ConfigurationError(f"cookie_name {name!r} is not a valid cookie name (RFC 6265)")
+        if path is not None and (not path.startswith("/") or any(c in path for c in ";\r\n")):
+            raise ConfigurationError("cookie_path must start with '/' and hold no ';' or newline")
+        if domain is not None and (not domain or any(c in domain for c in "; \r\n/")):
+            raise ConfigurationError("cookie_domain must be a bare host name such as example.com")
+        if samesite is not None:
+            key = str(samesite).lower()
+            if key not in _SAMESITE:
+                raise ConfigurationError("cookie_samesite must be 'Lax', 'Strict', 'None' or None")
+            samesite = _SAMESITE[key]
+            if samesite == "None" and secure is False:
+                raise ConfigurationError("cookie_samesite='None' requires a Secure cookie")
+        if name.startswith("__Host-"):
+            # RFC 6265bis section 4.1.3.2: Secure, Path=/ and no Domain.
+            if secure is False or domain is not None or (path not in (None, "/")):
+                raise ConfigurationError("a __Host- cookie must be Secure, Path=/, with no Domain")
+            secure, path = True, "/"
+        elif name.startswith("__Secure-"):
+            if secure is False:
+                raise ConfigurationError("a __Secure- cookie must be Secure")
+            secure = True
+        if samesite == "None":
+            secure = True
+        self.name = name
+        self.path = path
+        self.domain = domain
+        self.secure = secure
+        self._prefix = name + "="
+        tail = ""
+        if domain:
+            tail += f"; Domain={domain}"
+        if httponly:
+            tail += "; HttpOnly"
+        if samesite:
+            tail += f"; SameSite={samesite}"
+        self._tail = tail  # built once; per request only Path, Secure and Max-Age vary
+
+    def read(self, raw: str | None) -> str | None:
+        """The first value of our cookie in a ``Cookie`` header (RFC 6265 section 5.4 order)."""
+        if not raw:
+            return None
+        prefix = self._prefix
+        if prefix not in raw:
+            return None
+        for part in raw.split(";"):
+            part = part.strip()
+            if part.startswith(prefix):
+                value = part[len(prefix):]
+                if len(value) >= 2 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
+                return value
+        return None
+
+    def render(self, decision: Decision, *, https: bool, script_name: str) -> list[tuple[str, str]]:
+        op = decision.cookie
+        headers: list[tuple[str, str]] = []
+        if decision.vary:
+            headers.append(("Vary", "Cookie"))
+        if op is CookieOp.KEEP:
+            return headers
+        path = self.path or (quote(script_name, safe="/:@!$&'()*+,;=-._~") or "/")
+        secure = https if self.secure is None else self.secure
+        if op is CookieOp.SET:
+            value = f"{self.name}={decision.sid}; Path={path}{self._tail}"
+            if decision.max_age is not None:
+                value += f"; Max-Age={decision.max_age}"
+        else:
+            value = f"{self.name}=; Path={path}{self._tail}; Max-Age=0; Expires={_REVOKED}"
+        if secure:
+            value += "; Secure"
+        headers.append(("Set-Cookie", value))
+        return headers
+
+
+class QueryTransport:
+    """The id in the query string (Pesto's ``persist='querystring'``).
+
+    The application must put ``session.id`` into every link it makes.  A GET that arrives
+    without an id is redirected to the same URL with a fresh id added.
+    """
+
+    source = "query"
+    header_name = ""
+    vary = None
+
+    def __init__(self, param: str = "satchel_session") -> None:
+        if not isinstance(param, str) or not param or any(c in param for c in "&=#?+ %"):
+            raise ConfigurationError(f"query_param {param!r} is not a usable parameter name")
+        self.param = param
+        self._needle = param + "="
+
+    def read(self, raw: str | None) -> str | None:
+        if not raw or self._needle not in raw:
+            return None
+        for key, value in parse_qsl(raw, keep_blank_values=True):
+            if key == self.param:
+                return value
+        return None
+
+    def redirect_query(self, raw: str, sid: str) -> str:
+        """The query string of the redirect that adds ``sid`` (other parameters kept)."""
+        pairs = [(k, v) for k, v in parse_qsl(raw, keep_blank_values=True) if k != self.param]
+        pairs.append((self.param, sid))
+        return urlencode(pairs)
+
+    def render(self, decision: Decision, *, https: bool, script_name: str) -> list[tuple[str, str]]:
+        return []
+
+
+class HeaderTransport:
+    """The id in a request header, answered in the same response header (for APIs).
+
+    A revoked id is answered with an empty header value.
+    """
+
+    source = "header"
+    vary: str | None
+
+    def __init__(self, header_name: str = "X-Session-Id") -> None:
+        if not isinstance(header_name, str) or not _TOKEN.fullmatch(header_name):
+            raise ConfigurationError(f"header_name {header_name!r} is not a valid header name")
+        self.header_name = header_name
+        self.vary = header_name
+
+    def read(self, raw: str | None) -> str | None:
+        return raw.strip() if raw else None
+
+    def render(self, decision: Decision, *, https: bool, script_name: str) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = []
+        if decision.vary:
+            headers.append(("Vary", self.header_name))
+        if decision.cookie is CookieOp.SET:
+            headers.append((self.header_name, decision.sid or ""))
+        elif decision.cookie is CookieOp.REVOKE:
+            headers.append((self.header_name, ""))
+        return headers
+
+
+def make_transport(
+    kind: str,
+    *,
+    cookie_name: str = "satchel",
+    cookie_path: str | None = None,
+    cookie_domain: str | None = None,
+    cookie_secure: bool | None = None,
+    cookie_httponly: bool = True,
+    cookie_samesite: str | None = "Lax",
+    query_param: str = "satchel_session",
+    header_name: str = "X-Session-Id",
+) -> CookieTransport | QueryTransport | HeaderTransport:
+    """Build the transport named by the ``transport`` option (``persist`` in Pesto's words)."""
+    if kind == "cookie":
+        return CookieTransport(cookie_name, path=cookie_path, domain=cookie_domain,
+                               secure=cookie_secure, httponly=cookie_httponly,
+                               samesite=cookie_samesite)
+    if kind == "querystring":
+        return QueryTransport(query_param)
+    if kind == "header":
+        return HeaderTransport(header_name)
+    raise ConfigurationError(
+        f"transport {kind!r} is unknown; use 'cookie', 'querystring' or 'header'"
+    )

@@ -1,0 +1,252 @@
+"""SessionMiddleware: the WSGI front door.
+
+It publishes a lazy session in the environ, runs the application, and applies the engine's
+decision to the response.  It defers the real ``start_response`` until the application has
+returned (or starts its body), so a session changed after ``start_response`` still gets its
+cookie; a session changed while a streamed body is produced is saved when the body completes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import quote
+
+from .config import Settings
+from .errors import StoreUnavailable
+from .ids import new_id
+from .keys import SecretLike
+from .manager import Action, CookieOp
+from .purge import Purger
+from .session import Session
+from .stores import Store
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+else:
+    OptExcInfo = Any
+
+__all__ = ["SessionMiddleware"]
+
+log = logging.getLogger("satchel")
+
+Environ = dict[str, Any]
+Headers = list[tuple[str, str]]
+Write = Callable[[bytes], object]
+StartResponse = Callable[..., Write]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+_UNAVAILABLE_BODY = b"Service Unavailable: the session store cannot be reached.\n"
+
+
+class SessionMiddleware:
+    """Give a WSGI application a persistent session per browser.
+
+    Args:
+        app: the WSGI application to wrap.
+        store: a store, a store URL, or None for the embedded SQLite default.
+        secret: a secret key, or a list of keys newest first; needed for ``pickle=True`` and
+            for cookie sessions.
+        **options: see the README's table (timeouts, transport, cookie attributes, purge, ...).
+
+    The session is ``environ["satchel.session"]`` (or each name in ``environ_key``).
+    """
+
+    def __init__(self, app: WSGIApp, store: Store | str | None = None,
+                 secret: SecretLike | None = None, **options: Any) -> None:
+        settings = Settings.from_options(store=store, secret=secret, **options)
+        self.app = app
+        self.settings = settings
+        self.store, self._owns_store = settings.make_store()
+        self.engine = settings.make_engine(self.store)
+        self.transport = settings.make_transport()
+        self._keys = settings.environ_keys
+        source = self.transport.source
+        if source == "cookie":
+            self._source = "HTTP_COOKIE"
+        elif source == "query":
+            self._source = "QUERY_STRING"
+        else:
+            self._source = "HTTP_" + self.transport.header_name.upper().replace("-", "_")
+        self._redirect = source == "query"
+        self.purger: Purger | None = None
+        if settings.auto_purge_every:
+            self.purger = Purger(self.engine.purge, settings.auto_purge_every)
+
+    def _open(self, session: Session, environ: Environ) -> None:
+        self.engine.load(session, self.transport.read(environ.get(self._source)))
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        session = self.engine.session(self._open, environ)
+        for key in self._keys:
+            environ[key] = session
+        if self._redirect and environ.get("REQUEST_METHOD") == "GET":
+            query = environ.get("QUERY_STRING", "")
+            if self.transport.read(query) is None:
+                return self._redirect_with_id(environ, start_response, query)
+        purger = self.purger
+        if purger is not None and not purger.running and not environ.get("wsgi.run_once"):
+            purger.start()
+        call = _Call(self, session, environ, start_response)
+        try:
+            result = self.app(environ, call.start_response)
+        except StoreUnavailable:
+            return call.unavailable()
+        except BaseException:
+            call.failed = True
+            raise
+        return call.returned(result)
+
+    def _redirect_with_id(self, environ: Environ, start_response: StartResponse,
+                          query: str) -> Iterable[bytes]:
+        transport = self.transport
+        assert hasattr(transport, "redirect_query")  # noqa: S101 - only QueryTransport redirects
+        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
+        location = f"{path}?{transport.redirect_query(query, new_id())}"
+        start_response("302 Found", [("Location", location), ("Content-Length", "0"),
+                                     ("Cache-Control", "no-store")])
+        return [b""]
+
+    def close(self) -> None:
+        """Stop the purge thread, and close the store if this middleware opened it."""
+        if self.purger is not None:
+            self.purger.stop()
+        if self._owns_store:
+            self.store.close()
+
+
+class _Call:
+    """The state of one request passing through the middleware."""
+
+    __slots__ = ("environ", "failed", "mw", "returned_", "sent", "session", "start",
+                 "status", "headers", "exc_info", "writer")
+
+    def __init__(self, mw: SessionMiddleware, session: Session, environ: Environ,
+                 start_response: StartResponse) -> None:
+        self.mw = mw
+        self.session = session
+        self.environ = environ
+        self.start = start_response
+        self.failed = False
+        self.returned_ = False
+        self.sent = False
+        self.status: str | None = None
+        self.headers: Headers = []
+        self.exc_info: OptExcInfo | None = None
+        self.writer: Write | None = None
+
+    def start_response(self, status: str, headers: Headers,
+                       exc_info: Optional[OptExcInfo] = None) -> Write:  # noqa: UP045
+        if exc_info is not None:
+            # The application is reporting an error: its session changes are not saved.
+            self.failed = True
+            if self.sent:
+                raise exc_info[1].with_traceback(exc_info[2])  # type: ignore[union-attr]
+        self.status, self.headers, self.exc_info = status, headers, exc_info
+        if self.returned_:
+            self._send()
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        if not self.sent:
+            self._send()
+        assert self.writer is not None  # noqa: S101 - _send sets it
+        self.writer(data)
+
+    def _send(self) -> None:
+        """Commit the session and call the real start_response with its headers added."""
+        headers = self.headers
+        session = self.session
+        if session.touched and not self.failed:
+            decision = self.mw.engine.commit(session)
+            extra = self.mw.transport.render(
+                decision,
+                https=self.environ.get("wsgi.url_scheme") == "https",
+                script_name=self.environ.get("SCRIPT_NAME", ""),
+            )
+            if extra:
+                headers = [*headers, *extra]
+        self.sent = True
+        self.writer = self.start(self.status, headers, self.exc_info)
+
+    def returned(self, result: Iterable[bytes]) -> Iterable[bytes]:
+        self.returned_ = True
+        try:
+            if self.status is not None and not self.sent:
+                self._send()
+        except StoreUnavailable:
+            _close(result)
+            return self.unavailable()
+        except BaseException:
+            _close(result)
+            raise
+        if type(result) is list and not self.environ.get("wsgi.run_once"):
+            return result  # the body is complete: nothing can change the session any more
+        return _Body(result, self)
+
+    def finished(self, completed: bool) -> None:
+        """The body has been sent (or abandoned): save late changes, purge under run_once."""
+        mw = self.mw
+        if completed and not self.failed and self.session.touched:
+            try:
+                decision = mw.engine.commit(self.session)
+            except StoreUnavailable:
+                log.error("session store unavailable; late session changes were not saved")
+            else:
+                if decision.action is not Action.NOTHING and decision.cookie is not CookieOp.KEEP:
+                    log.warning("session changed after the response headers were sent; "
+                                "its new cookie could not be delivered")
+        if mw.purger is not None and self.environ.get("wsgi.run_once"):
+            mw.purger.run_once()
+
+    def unavailable(self) -> Iterable[bytes]:
+        """Answer 503 for a request whose session could not be loaded or saved (fail closed)."""
+        log.error("session store unavailable; answering 503")
+        if self.sent:
+            raise StoreUnavailable("session store unavailable after the response started")
+        self.sent = True
+        self.start("503 Service Unavailable", [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(_UNAVAILABLE_BODY))),
+            ("Retry-After", "5"),
+            ("Cache-Control", "no-store"),
+        ])
+        return [_UNAVAILABLE_BODY]
+
+
+class _Body:
+    """Wraps a response body to save late session changes when it completes."""
+
+    __slots__ = ("call", "completed", "result")
+
+    def __init__(self, result: Iterable[bytes], call: _Call) -> None:
+        self.result = result
+        self.call = call
+        self.completed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        call = self.call
+        try:
+            for chunk in self.result:
+                if not call.sent:
+                    call._send()
+                yield chunk
+        except BaseException:
+            call.failed = True
+            raise
+        if not call.sent:
+            call._send()
+        self.completed = True
+
+    def close(self) -> None:
+        try:
+            _close(self.result)
+        finally:
+            self.call.finished(self.completed)
+
+
+def _close(result: Iterable[bytes]) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()

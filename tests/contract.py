@@ -1,0 +1,241 @@
+"""The store contract, as tests.  Every store's test module subclasses :class:`StoreContract`.
+
+A subclass provides ``store`` (a fixture yielding a fresh, empty store) and, for stores that are
+``multiprocess_safe``, ``store_spec`` (a picklable ``(url, options)`` that a child process can
+pass to ``satchel.open_store`` to reach the same data).  A capability a store lacks is an explicit
+skip read from its flags, never a silent pass.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import satchel
+from satchel import Changes, SessionMeta
+from satchel.ids import new_id
+
+HOUR = 3600.0
+
+
+def meta(now: float | None = None, *, ttl: float = HOUR, user: str | None = None) -> SessionMeta:
+    now = time.time() if now is None else now
+    return SessionMeta(created=now, accessed=now, expires=now + ttl, user=user)
+
+
+def put(store: Any, sid: str, data: dict[str, str], **kw: Any) -> None:
+    assert store.save(sid, Changes(set=data, create=True), meta(**kw)) is True
+
+
+def _child_writer(spec: tuple[str, dict[str, Any]], sid: str, prefix: str, n: int) -> None:
+    url, options = spec
+    store = satchel.open_store(url, **options)
+    try:
+        for i in range(n):
+            store.save(sid, Changes(set={f"{prefix}{i}": f'"{i}"'}, create=False), meta())
+    finally:
+        store.close()
+
+
+class StoreContract:
+    """Behaviour every store guarantees (see ``satchel.stores.base.Store``)."""
+
+    #: how many writes each concurrent writer makes; stores over a network may lower it
+    writes_per_worker = 25
+
+    @pytest.fixture
+    def store_spec(self) -> tuple[str, dict[str, Any]]:
+        pytest.skip("this store is not multiprocess_safe: no spec for other processes")
+
+    # -- load / save -------------------------------------------------------------------------
+
+    def test_load_absent_is_none(self, store: Any) -> None:
+        assert store.load(new_id()) is None
+        assert store.exists(new_id()) is False
+
+    def test_save_then_load_round_trip(self, store: Any) -> None:
+        sid = new_id()
+        now = time.time()
+        data = {"a": '"x"', "b": "[1,2,3]", "ünï": '"çødé ✓"', "big": '"' + "z" * 5000 + '"'}
+        assert store.save(sid, Changes(set=data), meta(now, user="ana")) is True
+        record = store.load(sid)
+        assert record is not None
+        assert record.data == data
+        assert record.created == pytest.approx(now, abs=1e-3)
+        assert record.accessed == pytest.approx(now, abs=1e-3)
+        assert record.expires == pytest.approx(now + HOUR, abs=1e-3)
+        assert record.user == "ana"
+        assert store.exists(sid) is True
+
+    def test_save_merges_against_what_is_stored(self, store: Any) -> None:
+        sid = new_id()
+        put(store, sid, {"a": "1", "b": "2", "c": "3"})
+        ok = store.save(sid, Changes(set={"b": "20", "d": "4"}, deleted=frozenset({"c"}),
+                                     create=False), meta())
+        assert ok is True
+        record = store.load(sid)
+        assert record is not None
+        assert record.data == {"a": "1", "b": "20", "d": "4"}
+
+    def test_cleared_replaces_all(self, store: Any) -> None:
+        sid = new_id()
+        put(store, sid, {"a": "1", "b": "2"})
+        store.save(sid, Changes(set={"z": "26"}, cleared=True, create=False), meta())
+        record = store.load(sid)
+        assert record is not None and record.data == {"z": "26"}
+
+    def test_save_without_create_does_not_resurrect(self, store: Any) -> None:
+        sid = new_id()
+        assert store.save(sid, Changes(set={"a": "1"}, create=False), meta()) is False
+        assert store.load(sid) is None
+
+    def test_load_returns_a_copy(self, store: Any) -> None:
+        sid = new_id()
+        put(store, sid, {"a": "1"})
+        record = store.load(sid)
+        assert record is not None
+        record.data["a"] = "mutated"
+        again = store.load(sid)
+        assert again is not None and again.data == {"a": "1"}
+
+    def test_user_can_change_and_clear(self, store: Any) -> None:
+        sid = new_id()
+        put(store, sid, {"a": "1"}, user="ana")
+        store.save(sid, Changes(create=False), meta(user="bob"))
+        assert store.user_sessions("ana") == []
+        assert store.user_sessions("bob") == [sid]
+        store.save(sid, Changes(create=False), meta(user=None))
+        assert store.user_sessions("bob") == []
+        record = store.load(sid)
+        assert record is not None and record.user is None
+
+    # -- delete / touch / expiry -------------------------------------------------------------
+
+    def test_delete(self, store: Any) -> None:
+        sid = new_id()
+        put(store, sid, {"a": "1"})
+        assert store.delete(sid) is True
+        assert store.load(sid) is None
+        assert store.delete(sid) is False
+
+    def test_expired_reads_as_absent(self, store: Any) -> None:
+        sid = new_id()
+        now = time.time()
+        store.save(sid, Changes(set={"a": "1"}), SessionMeta(now - 100, now - 100, now - 1))
+        assert store.load(sid) is None
+        assert store.exists(sid) is False
+
+    def test_touch_moves_expiry(self, store: Any) -> None:
+        sid = new_id()
+        now = time.time()
+        put(store, sid, {"a": "1"}, now=now, ttl=60)
+        assert store.touch(sid, now + 30, now + 7200) is True
+        record = store.load(sid)
+        assert record is not None
+        assert record.accessed == pytest.approx(now + 30, abs=1e-3)
+        assert record.expires == pytest.approx(now + 7200, abs=1e-3)
+        assert record.data == {"a": "1"}
+        assert store.touch(new_id(), now, now + 60) is False
+
+    def test_purge_removes_only_expired(self, store: Any) -> None:
+        now = time.time()
+        live = [new_id() for _ in range(5)]
+        dead = [new_id() for _ in range(7)]
+        for sid in live:
+            put(store, sid, {"a": "1"}, now=now, ttl=HOUR)
+        for sid in dead:
+            put(store, sid, {"a": "1"}, now=now, ttl=60)
+        removed = store.purge(now + 120)
+        if not store.native_expiry:
+            assert removed == len(dead)
+        for sid in live:
+            assert store.load(sid) is not None
+        assert store.purge(now + 120) == 0
+
+    def test_purge_after_touch_keeps_touched(self, store: Any) -> None:
+        now = time.time()
+        sid = new_id()
+        put(store, sid, {"a": "1"}, now=now, ttl=60)
+        store.touch(sid, now + 10, now + HOUR)
+        store.purge(now + 120)
+        assert store.load(sid) is not None
+
+    # -- admin: ids, count, users ------------------------------------------------------------
+
+    def test_ids_and_count(self, store: Any) -> None:
+        if getattr(store, "listable", True) is False:
+            pytest.skip("this store cannot list its sessions")
+        sids = {new_id() for _ in range(6)}
+        for sid in sids:
+            put(store, sid, {"a": "1"})
+        assert set(store.ids()) == sids
+        assert store.count() == len(sids)
+
+    def test_user_sessions_and_delete_user(self, store: Any) -> None:
+        mine = {new_id() for _ in range(3)}
+        for sid in mine:
+            put(store, sid, {"a": "1"}, user="ana")
+        other = new_id()
+        put(store, other, {"a": "1"}, user="bob")
+        assert set(store.user_sessions("ana")) == mine
+        assert store.delete_user("ana") == 3
+        assert store.user_sessions("ana") == []
+        assert store.load(other) is not None
+
+    def test_context_manager_closes(self, store: Any) -> None:
+        with store as entered:
+            assert entered is store
+
+    # -- concurrency: different keys of one session, none lost -------------------------------
+
+    def test_threads_writing_different_keys_lose_nothing(self, store: Any) -> None:
+        if not store.thread_safe:
+            pytest.skip("this store is not thread_safe")
+        sid = new_id()
+        put(store, sid, {"seed": "0"})
+        n, workers = self.writes_per_worker, 4
+        errors: list[BaseException] = []
+
+        def writer(prefix: str) -> None:
+            try:
+                for i in range(n):
+                    store.save(sid, Changes(set={f"{prefix}{i}": f'"{i}"'}, create=False), meta())
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(f"t{w}_",)) for w in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        record = store.load(sid)
+        assert record is not None
+        lost = {f"t{w}_{i}" for w in range(workers) for i in range(n)} - set(record.data)
+        assert lost == set()
+        assert len(record.data) == 1 + n * workers
+
+    def test_processes_writing_different_keys_lose_nothing(
+        self, store: Any, store_spec: tuple[str, dict[str, Any]]
+    ) -> None:
+        if not store.multiprocess_safe:
+            pytest.skip("this store is not multiprocess_safe")
+        sid = new_id()
+        put(store, sid, {"seed": "0"})
+        n, workers = self.writes_per_worker, 3
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_child_writer, args=(store_spec, sid, f"p{w}_", n))
+                 for w in range(workers)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert [p.exitcode for p in procs] == [0] * workers
+        record = store.load(sid)
+        assert record is not None
+        lost = {f"p{w}_{i}" for w in range(workers) for i in range(n)} - set(record.data)
+        assert lost == set()
