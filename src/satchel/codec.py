@@ -39,7 +39,7 @@ class Codec(Protocol):
     name: str
 
     def check(self, key: str, value: Any) -> None:
-        """Cheap check at assignment; raise ``TypeError`` naming ``key`` for a value never storable."""
+        """Cheap check at assignment: ``TypeError`` naming ``key`` for a never-storable value."""
 
     def encode(self, key: str, value: Any) -> str:
         """Encode ``value``; raise ``TypeError`` naming ``key`` if it cannot be represented."""
@@ -77,9 +77,11 @@ def _tag(value: Any) -> Any:
         if all(type(k) is str for k in value):
             out = {k: _tag(v) for k, v in value.items()}
             if len(out) == 1:
-                (only,) = out
+                ((only, inner),) = out.items()
                 if only in _TAGS:
-                    return {" di": out}
+                    # Escape a dict that looks like a tag; decoding runs innermost-first, so
+                    # the key goes in a list where it cannot be read as a tag itself.
+                    return {" di": [only, inner]}
             return out
         return {" m": [[_tag(k), _tag(v)] for k, v in value.items()]}
     if cls is tuple:
@@ -119,7 +121,7 @@ _TAGS: dict[str, Callable[[Any], Any]] = {
     " dec": decimal.Decimal,
     " u": uuid.UUID,
     " m": _untag_pairs,
-    " di": lambda v: v,
+    " di": lambda v: {v[0]: v[1]},
 }
 
 
@@ -157,13 +159,15 @@ class JSONCodec:
         except _Unsupported as exc:
             raise TypeError(_type_message(key, value, inner=str(exc))) from None
         except (ValueError, RecursionError) as exc:
-            raise TypeError(f"session key {key!r}: value cannot be encoded as JSON ({exc})") from None
+            message = f"session key {key!r}: value cannot be encoded as JSON ({exc})"
+            raise TypeError(message) from None
 
     def decode(self, text: str) -> Any:
         try:
             return self._loads(text)
-        except (ValueError, TypeError, binascii.Error, decimal.InvalidOperation) as exc:
-            raise CodecError(f"stored value is not valid tagged JSON: {type(exc).__name__}") from None
+        except (ValueError, TypeError, LookupError, ArithmeticError, RecursionError) as exc:
+            message = f"stored value is not valid tagged JSON: {type(exc).__name__}"
+            raise CodecError(message) from None
 
 
 def _type_message(key: str, value: object, inner: str | None = None) -> str:

@@ -17,7 +17,7 @@ from .errors import ConfigurationError
 
 __all__ = ["Secret", "SecretLike", "derive_key"]
 
-SecretLike = Union[str, bytes, Sequence[Union[str, bytes]], "Secret"]
+SecretLike = Union[str, bytes, Sequence[str | bytes], "Secret"]
 
 MIN_SECRET_BYTES = 16
 

@@ -101,7 +101,7 @@ class SessionMiddleware:
     def _redirect_with_id(self, environ: Environ, start_response: StartResponse,
                           query: str) -> Iterable[bytes]:
         transport = self.transport
-        assert hasattr(transport, "redirect_query")  # noqa: S101 - only QueryTransport redirects
+        assert hasattr(transport, "redirect_query")
         path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
         location = f"{path}?{transport.redirect_query(query, new_id())}"
         start_response("302 Found", [("Location", location), ("Content-Length", "0"),
@@ -119,8 +119,19 @@ class SessionMiddleware:
 class _Call:
     """The state of one request passing through the middleware."""
 
-    __slots__ = ("environ", "failed", "mw", "returned_", "sent", "session", "start",
-                 "status", "headers", "exc_info", "writer")
+    __slots__ = (
+        "environ",
+        "exc_info",
+        "failed",
+        "headers",
+        "mw",
+        "returned_",
+        "sent",
+        "session",
+        "start",
+        "status",
+        "writer",
+    )
 
     def __init__(self, mw: SessionMiddleware, session: Session, environ: Environ,
                  start_response: StartResponse) -> None:
@@ -151,7 +162,7 @@ class _Call:
     def write(self, data: bytes) -> None:
         if not self.sent:
             self._send()
-        assert self.writer is not None  # noqa: S101 - _send sets it
+        assert self.writer is not None
         self.writer(data)
 
     def _send(self) -> None:

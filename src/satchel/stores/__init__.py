@@ -55,7 +55,8 @@ def open_store(url: str, **options: Any) -> Store:
     try:
         parsed = urlsplit(url)
     except ValueError as exc:
-        raise ConfigurationError(f"store URL is malformed ({exc}); expected one of: {_accepted()}") from None
+        message = f"store URL is malformed ({exc}); expected one of: {_accepted()}"
+        raise ConfigurationError(message) from None
     target = _SCHEMES.get(parsed.scheme.lower())
     if target is None:
         raise ConfigurationError(

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from urllib.parse import SplitResult, parse_qsl
 from types import TracebackType
 from typing import Protocol, runtime_checkable
+from urllib.parse import SplitResult, parse_qsl
 
 from ..errors import ConfigurationError
 from ..record import Changes, SessionMeta, SessionRecord

@@ -1,0 +1,382 @@
+"""The session mapping: laziness, change tracking, rotation, invalidation, flashes, CSRF."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from satchel import Action, Changes, CookieOp, MemoryStore, SessionMeta, new_id
+
+from .harness import Harness
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def load(self, sid: str) -> Any:
+        self.calls.append("load")
+        return super().load(sid)
+
+    def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
+        self.calls.append("save")
+        self.last_changes = changes
+        return super().save(sid, changes, meta)
+
+    def touch(self, sid: str, accessed: float, expires: float) -> bool:
+        self.calls.append("touch")
+        return super().touch(sid, accessed, expires)
+
+    def delete(self, sid: str) -> bool:
+        self.calls.append("delete")
+        return super().delete(sid)
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness(CountingStore())
+
+
+def test_untouched_session_does_no_io(h: Harness) -> None:
+    sid = h.new_session(a=1)
+    h.store.calls.clear()
+    h.loads = 0
+    s = h.request(sid)
+    decision = h.finish(s)
+    assert decision.action is Action.NOTHING and not decision.vary
+    assert h.store.calls == [] and h.loads == 0
+
+
+def test_load_happens_once_on_first_touch(h: Harness) -> None:
+    sid = h.new_session(a=1, b=2)
+    h.store.calls.clear()
+    s = h.request(sid)
+    assert s["a"] == 1 and s.get("b") == 2 and "a" in s and len(s) == 2
+    assert h.store.calls == ["load"]
+
+
+def test_full_mutable_mapping_api(h: Harness) -> None:
+    sid = h.new_session(a=1, b=2, c=3)
+    s = h.request(sid)
+    assert s.setdefault("d", 4) == 4 and s.setdefault("a", 9) == 1
+    assert s.pop("b") == 2 and s.pop("zz", None) is None
+    s.update({"e": 5}, f=6)
+    assert sorted(s.keys()) == ["a", "c", "d", "e", "f"]
+    assert sorted(s.items()) == [("a", 1), ("c", 3), ("d", 4), ("e", 5), ("f", 6)]
+    assert sorted(s.values()) == [1, 3, 4, 5, 6]
+    del s["c"]
+    with pytest.raises(KeyError):
+        s["c"]
+    with pytest.raises(KeyError):
+        del s["nope"]
+    h.finish(s)
+    again = h.request(sid)
+    assert dict(again) == {"a": 1, "d": 4, "e": 5, "f": 6}
+
+
+def test_only_changed_keys_are_sent(h: Harness) -> None:
+    sid = h.new_session(a=1, b="x" * 100, c=[1])
+    s = h.request(sid)
+    s["a"] = 2
+    del s["b"]
+    _ = s["c"]  # read, not changed
+    h.finish(s)
+    changes = h.store.last_changes
+    assert changes.set == {"a": "2"} and changes.deleted == {"b"} and not changes.cleared
+    assert changes.create is False
+
+
+def test_in_place_mutation_is_saved(h: Harness) -> None:
+    sid = h.new_session(cart=["apple"], prefs={"theme": "dark"})
+    s = h.request(sid)
+    s["cart"].append("pear")
+    s["prefs"]["theme"] = "light"
+    decision = h.finish(s)
+    assert decision.action is Action.SAVE
+    assert set(h.store.last_changes.set) == {"cart", "prefs"}
+    again = h.request(sid)
+    assert again["cart"] == ["apple", "pear"] and again["prefs"] == {"theme": "light"}
+
+
+def test_reading_mutable_values_without_change_saves_nothing(h: Harness) -> None:
+    sid = h.new_session(cart=["apple"], when=dt.date(2024, 1, 1))
+    h.store.calls.clear()
+    s = h.request(sid)
+    assert s["cart"] == ["apple"] and s["when"].year == 2024
+    decision = h.finish(s)
+    assert decision.action is Action.NOTHING and decision.vary
+    assert h.store.calls == ["load"]
+
+
+def test_unstorable_value_raises_at_assignment_naming_the_key(h: Harness) -> None:
+    s = h.request()
+    with pytest.raises(TypeError, match="'thing'"):
+        s["thing"] = object()
+    with pytest.raises(TypeError, match="keys must be str"):
+        s[1] = "x"  # type: ignore[index]
+
+
+def test_unstorable_nested_value_raises_at_save_and_saves_nothing(h: Harness) -> None:
+    sid = h.new_session(a=1)
+    s = h.request(sid)
+    s["a"] = 2
+    s["deep"] = [object()]
+    with pytest.raises(TypeError, match="'deep'"):
+        h.finish(s)
+    assert dict(h.request(sid)) == {"a": 1}
+
+
+def test_new_visitor_without_data_gets_no_record_and_no_cookie(h: Harness) -> None:
+    s = h.request()
+    assert s.get("anything") is None and s.is_new
+    decision = h.finish(s)
+    assert decision.action is Action.NOTHING and decision.cookie is CookieOp.KEEP
+    assert h.store.calls == [] and h.store.count() == 0
+
+
+def test_new_session_with_data_is_saved_and_cookie_set(h: Harness) -> None:
+    s = h.request()
+    s["user"] = "ana"
+    decision = h.finish(s)
+    assert decision.action is Action.SAVE and decision.cookie is CookieOp.SET
+    assert decision.sid is not None and decision.sid == s.id
+    assert h.store.load(decision.sid) is not None
+
+
+def test_id_of_new_session_is_stable_and_used_for_save(h: Harness) -> None:
+    s = h.request()
+    early = s.id
+    s["x"] = 1
+    assert h.finish(s).sid == early
+
+
+def test_malformed_client_id_never_reaches_the_store(h: Harness) -> None:
+    s = h.request("../../etc/passwd")
+    assert s.is_new
+    assert h.store.calls == []
+
+
+def test_strict_mode_never_adopts_unknown_ids(h: Harness) -> None:
+    planted = new_id()
+    s = h.request(planted)
+    s["x"] = 1
+    decision = h.finish(s)
+    assert decision.sid != planted and decision.cookie is CookieOp.SET
+
+
+def test_lenient_mode_adopts_well_formed_unknown_ids() -> None:
+    h = Harness(strict=False)
+    planted = new_id()
+    s = h.request(planted)
+    s["x"] = 1
+    assert h.finish(s).sid == planted
+
+
+def test_unknown_id_without_data_revokes_the_stale_cookie(h: Harness) -> None:
+    s = h.request(new_id())
+    assert len(s) == 0
+    assert h.finish(s).cookie is CookieOp.REVOKE
+
+
+def test_idle_timeout_expires(h: Harness) -> None:
+    h = Harness(idle_timeout=100, absolute_timeout=None)
+    sid = h.new_session(a=1)
+    h.clock.advance(99)
+    assert h.request(sid).get("a") == 1  # and touches (touch_interval 60 passed)
+    s = h.request(sid)
+    s.get("a")
+    h.finish(s)
+    h.clock.advance(101)
+    expired = h.request(sid)
+    assert expired.get("a") is None and expired.is_new
+
+
+def test_access_slides_idle_expiry_via_touch() -> None:
+    h = Harness(idle_timeout=100, absolute_timeout=None, touch_interval=10)
+    sid = h.new_session(a=1)
+    for _ in range(5):
+        h.clock.advance(60)
+        s = h.request(sid)
+        assert s["a"] == 1
+        assert h.finish(s).action is Action.TOUCH
+    assert h.request(sid)["a"] == 1  # alive 300 s after creation with a 100 s idle timeout
+
+
+def test_touch_is_throttled() -> None:
+    h = Harness(touch_interval=60)
+    sid = h.new_session(a=1)
+    h.clock.advance(30)
+    s = h.request(sid)
+    s.get("a")
+    assert h.finish(s).action is Action.NOTHING
+    h.clock.advance(31)
+    s = h.request(sid)
+    s.get("a")
+    assert h.finish(s).action is Action.TOUCH
+
+
+def test_absolute_timeout_expires_even_a_busy_session() -> None:
+    h = Harness(idle_timeout=100, absolute_timeout=250, touch_interval=0)
+    sid = h.new_session(a=1)
+    for _ in range(4):
+        h.clock.advance(60)
+        s = h.request(sid)
+        s["a"] += 1
+        h.finish(s)
+    h.clock.advance(20)  # 260 s after creation, 20 s after last write
+    assert h.request(sid).get("a") is None
+
+
+def test_failed_request_saves_nothing(h: Harness) -> None:
+    sid = h.new_session(a=1)
+    s = h.request(sid)
+    s["a"] = 2
+    assert h.finish(s, failed=True).action is Action.NOTHING
+    assert h.request(sid)["a"] == 1
+
+
+def test_rotate_keeps_data_changes_id_and_deletes_old(h: Harness) -> None:
+    sid = h.new_session(a=1, cart=[1, 2])
+    s = h.request(sid)
+    s.rotate()
+    s["user"] = "ana"
+    decision = h.finish(s)
+    assert decision.sid != sid and decision.cookie is CookieOp.SET
+    assert h.store.load(sid) is None
+    assert dict(h.request(decision.sid)) == {"a": 1, "cart": [1, 2], "user": "ana"}
+
+
+def test_rotate_a_new_session(h: Harness) -> None:
+    s = h.request()
+    s["a"] = 1
+    s.rotate()
+    decision = h.finish(s)
+    assert decision.action is Action.SAVE and h.store.load(decision.sid) is not None
+
+
+def test_invalidate_deletes_and_revokes(h: Harness) -> None:
+    sid = h.new_session(user="ana")
+    s = h.request(sid)
+    s.invalidate()
+    assert len(s) == 0
+    decision = h.finish(s)
+    assert decision.cookie is CookieOp.REVOKE
+    assert h.store.load(sid) is None
+
+
+def test_invalidate_then_write_starts_fresh_session(h: Harness) -> None:
+    sid = h.new_session(user="ana")
+    s = h.request(sid)
+    s.invalidate()
+    s.flash("bye")
+    decision = h.finish(s)
+    assert decision.cookie is CookieOp.SET and decision.sid != sid
+    assert h.store.load(sid) is None
+    assert h.request(decision.sid).pop_flashes() == [("message", "bye")]
+
+
+def test_emptied_session_is_deleted(h: Harness) -> None:
+    sid = h.new_session(a=1)
+    s = h.request(sid)
+    s.clear()
+    decision = h.finish(s)
+    assert decision.action is Action.DELETE and decision.cookie is CookieOp.REVOKE
+    assert h.store.load(sid) is None
+
+
+def test_clear_then_set_replaces_everything(h: Harness) -> None:
+    sid = h.new_session(a=1, b=2)
+    s = h.request(sid)
+    s.clear()
+    s["c"] = 3
+    h.finish(s)
+    assert h.store.last_changes.cleared
+    assert dict(h.request(sid)) == {"c": 3}
+
+
+def test_concurrent_requests_writing_different_keys_both_survive(h: Harness) -> None:
+    sid = h.new_session(seed=0)
+    first, second = h.request(sid), h.request(sid)
+    first["a"] = 1
+    second["b"] = 2
+    h.finish(first)
+    h.finish(second)
+    assert dict(h.request(sid)) == {"seed": 0, "a": 1, "b": 2}
+
+
+def test_save_after_concurrent_logout_does_not_resurrect(h: Harness) -> None:
+    sid = h.new_session(user="ana")
+    slow, logout = h.request(sid), h.request(sid)
+    slow["cart"] = [1]
+    logout.invalidate()
+    h.finish(logout)
+    decision = h.finish(slow)
+    assert decision.cookie is CookieOp.REVOKE
+    assert h.store.load(sid) is None
+
+
+def test_user_is_indexed_for_logout_everywhere(h: Harness) -> None:
+    ids = []
+    for _ in range(3):
+        s = h.request()
+        s["x"] = 1
+        s.user = "ana"
+        ids.append(h.finish(s).sid)
+    assert sorted(h.store.user_sessions("ana")) == sorted(ids)
+    assert h.request(ids[0]).user == "ana"
+    assert h.store.delete_user("ana") == 3
+
+
+def test_metadata_times(h: Harness) -> None:
+    start = h.clock.now
+    sid = h.new_session(a=1)
+    h.clock.advance(70)
+    s = h.request(sid)
+    assert s.created == start and s.accessed == start and not s.is_new
+    h.finish(s)
+
+
+def test_flash_messages(h: Harness) -> None:
+    s = h.request()
+    s.flash("saved")
+    s.flash("careful", "warning")
+    sid = h.finish(s).sid
+    nxt = h.request(sid)
+    assert nxt.pop_flashes("warning") == [("warning", "careful")]
+    assert nxt.pop_flashes() == [("message", "saved")]
+    assert nxt.pop_flashes() == []
+
+
+def test_csrf_token_is_stable_and_checked_in_constant_time(h: Harness) -> None:
+    s = h.request()
+    token = s.csrf_token
+    assert token == s.csrf_token and len(token) >= 32
+    assert s.check_csrf(token)
+    assert not s.check_csrf(token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert not s.check_csrf(None) and not s.check_csrf("")
+    sid = h.finish(s).sid
+    assert h.request(sid).check_csrf(token)
+
+
+def test_corrupt_stored_value_reads_as_absent(h: Harness) -> None:
+    sid = new_id()
+    now = h.clock.now
+    h.store.save(sid, Changes(set={"good": "1", "bad": "{not json"}),
+                 SessionMeta(now, now, now + 1000))
+    s = h.request(sid)
+    assert s.get("bad") is None and s["good"] == 1
+    assert "bad" not in s
+
+
+def test_second_commit_sends_only_news(h: Harness) -> None:
+    sid = h.new_session(a=1)
+    s = h.request(sid)
+    s["a"] = 2
+    assert h.finish(s).action is Action.SAVE
+    assert h.finish(s).action is Action.NOTHING
+    s["b"] = 3
+    h.finish(s)
+    assert h.store.last_changes.set == {"b": "3"}
