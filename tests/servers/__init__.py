@@ -18,10 +18,12 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = ["ServerProcess", "find_binary", "free_port", "wait_until"]
 
 LOOPBACK = "127.0.0.1"
+S = TypeVar("S", bound="ServerProcess")
 
 
 def free_port() -> int:
@@ -142,7 +144,7 @@ class ServerProcess:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self: S) -> S:
         self.start()
         return self
 

@@ -1,0 +1,493 @@
+"""MemcachedStore: sessions as memcached items, merged with gets/cas, expired by memcached itself.
+
+One session is one item, ``prefix + sid``, holding compact JSON: the encoded values and the
+created/accessed/expires/user fields.  A save reads the item with ``gets``, applies the changes
+in Python and writes it back with ``cas``; if another request wrote in between, it reads and
+merges again (a bounded number of times, then ``SessionConflict``).  That is two round trips per
+save, the honest price of merging on a server that has no per-key update of a value.  A load is
+one ``get``; a request that never touches its session sends nothing.  A touch is also gets/cas
+(the access and expiry times live inside the item, which memcached's ``touch`` cannot change);
+a save that changes the session's user adds two more (the per-user index, below).
+
+Limits of memcached, and what this store does about them:
+
+* **Item size.**  memcached refuses items above its ``-I`` limit (1 MiB by default).  A save whose
+  item (key, serialized record and memcached's ~60-byte item header) would exceed
+  ``max_item_size`` raises ``SessionTooLarge`` naming the size and the limit, before anything is
+  sent.  Set ``max_item_size`` to match the servers' ``-I``.
+* **Eviction.**  memcached is a cache: under memory pressure it may drop any item, sessions
+  included, before they expire.  A dropped session reads as absent (the user is logged out).
+  Nothing is raised because nothing can be known; size the servers (``-m``) for the sessions
+  they hold, or use a persistent store where losing a session is not acceptable.
+* **No listing.**  memcached cannot enumerate its keys, so ``ids()`` and ``count()`` raise
+  ``NotImplementedError`` and the class declares ``listable = False``.
+* **Per-user index.**  So that ``user_sessions`` and ``delete_user`` ("log out everywhere") work,
+  each user has an index item (``prefix + "user:" + sha256(user)``) listing their session ids,
+  updated with gets/cas when a session's user changes.  Answers are checked against the
+  session items, so an index entry never outlives what it names in effect; dead entries are
+  pruned when the index is next written.  The index item has no TTL of its own (a touch may
+  extend a session past any TTL chosen at login) and may itself be evicted under pressure.
+* **Expiry** is native: each item's TTL follows ``meta.expires``, so ``purge`` returns 0.
+  memcached reads a TTL above 30 days as an absolute unix time; both forms are sent correctly.
+
+Several servers (``memcached://h1:p1,h2:p2``) share the keys by rendezvous hashing; a session
+lives on exactly one server, and an unreachable server makes its sessions raise
+``StoreUnavailable`` rather than silently moving them elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import SplitResult
+
+from pymemcache.client.base import PooledClient
+from pymemcache.client.rendezvous import RendezvousHash
+from pymemcache.exceptions import (
+    MemcacheClientError,
+    MemcacheError,
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+)
+
+from ..errors import (
+    ConfigurationError,
+    SessionConflict,
+    SessionTooLarge,
+    StoreTimeout,
+    StoreUnavailable,
+)
+from ..record import Changes, SessionMeta, SessionRecord
+from .base import BaseStore, url_options
+
+__all__ = ["MemcachedStore", "from_url"]
+
+MIB = 1024 * 1024
+#: memcached reads an expiry above this many seconds as an absolute unix time
+RELATIVE_TTL_LIMIT = 30 * 24 * 3600
+#: room for memcached's item header, flags and CAS value, counted against ``max_item_size``
+#: (memcached 1.6 with ``-I 1m`` keeps key + value + 59 bytes at most)
+ITEM_OVERHEAD = 64
+#: an index entry younger than this is kept even if its session is not (yet) written
+INDEX_GRACE = 300.0
+#: how long an emptied per-user index lingers (seconds)
+EMPTY_INDEX_TTL = 3600
+DEFAULT_PORT = 11211
+
+Server = tuple[str, int]
+T = TypeVar("T")
+
+#: pools a forked child inherited: never used, never closed, only kept from the collector
+_inherited: list[object] = []
+
+#: what a pooled connection closed by the server while idle raises on its next use
+_STALE = (MemcacheUnexpectedCloseError, BrokenPipeError, ConnectionResetError)
+
+
+class MemcachedStore(BaseStore):
+    """Sessions in one or more memcached servers.
+
+    Args:
+        servers: ``"host:port"``, ``"h1:p1,h2:p2"`` or a sequence of ``(host, port)``.
+        prefix: prepended to every key, so that several applications can share servers.
+        max_item_size: the servers' item size limit (``-I``) in bytes.
+        connect_timeout, timeout: seconds to connect, and to wait for each answer.
+        max_pool_size: connections kept per server; a caller waits up to ``timeout`` for one.
+        cas_retries: how many times a save re-reads and merges after losing a race.
+    """
+
+    thread_safe = True
+    multiprocess_safe = True
+    native_expiry = True
+    listable = False
+    #: an index entry younger than this (seconds) is kept even if its session is not (yet)
+    #: written: a login writes its index entry just before its session
+    index_grace = INDEX_GRACE
+
+    def __init__(
+        self,
+        servers: str | Sequence[Server] = f"127.0.0.1:{DEFAULT_PORT}",
+        *,
+        prefix: str = "satchel:",
+        max_item_size: int = MIB,
+        connect_timeout: float = 2.0,
+        timeout: float = 2.0,
+        max_pool_size: int = 16,
+        cas_retries: int = 16,
+    ) -> None:
+        self.servers = parse_servers(servers) if isinstance(servers, str) else list(servers)
+        if not self.servers:
+            raise ConfigurationError("MemcachedStore: at least one server is needed")
+        if not prefix.isprintable() or any(c.isspace() for c in prefix) or len(prefix) > 100:
+            raise ConfigurationError("MemcachedStore: prefix must be printable, without spaces, "
+                                     "at most 100 characters")
+        for name, value in (("max_item_size", max_item_size), ("max_pool_size", max_pool_size),
+                            ("cas_retries", cas_retries)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"MemcachedStore: {name} must be a positive integer")
+        for name, seconds in (("connect_timeout", connect_timeout), ("timeout", timeout)):
+            if not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
+                raise ConfigurationError(f"MemcachedStore: {name} must be a positive number")
+        self.prefix = prefix
+        self.max_item_size = max_item_size
+        self.connect_timeout = float(connect_timeout)
+        self.timeout = float(timeout)
+        self.max_pool_size = max_pool_size
+        self.cas_retries = cas_retries
+        self._names = [f"{host}:{port}" for host, port in self.servers]
+        self._hash = RendezvousHash(list(self._names))
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._pools: dict[str, tuple[PooledClient, threading.BoundedSemaphore]] = {}
+        self._closed = False
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _pool(self, name: str) -> tuple[PooledClient, threading.BoundedSemaphore]:
+        """The pool for one server, rebuilt in a forked child: never share a parent's socket."""
+        pid = os.getpid()
+        if self._pid != pid:
+            # A forked child.  It starts with one thread, so no lock is taken (the parent's
+            # may have been held by another thread at the fork).  The parent's pools are set
+            # aside unused: kept referenced, so that no finaliser closes their sockets here.
+            self._lock = threading.Lock()
+            _inherited.append(self._pools)
+            self._pools = {}
+            self._pid = pid
+        pools = self._pools
+        found = pools.get(name)
+        if found is None:
+            if self._closed:
+                raise StoreUnavailable("MemcachedStore is closed")
+            with self._lock:
+                found = pools.get(name)
+                if found is None:
+                    host, port = self.servers[self._names.index(name)]
+                    client = PooledClient(
+                        (host, port), connect_timeout=self.connect_timeout,
+                        timeout=self.timeout, no_delay=True, max_pool_size=self.max_pool_size,
+                        default_noreply=False,
+                    )
+                    found = pools[name] = (client, threading.BoundedSemaphore(self.max_pool_size))
+        return found
+
+    def _call(self, key: str, what: str, command: Callable[[PooledClient], T]) -> T:
+        """Run ``command`` on the server owning ``key``; memcache errors become satchel's.
+
+        A pooled connection that the server closed while idle (a restart) fails on first use;
+        the command is then sent once more on a fresh connection.  Every command here may be
+        repeated: reads are pure, a repeated ``add``/``cas`` finds the item already changed and
+        the caller re-reads and merges again (applying changes is idempotent), and a repeated
+        ``delete`` merely reports the item gone.
+        """
+        name = self._hash.get_node(key) if len(self._names) > 1 else self._names[0]
+        client, slots = self._pool(name)
+        if not slots.acquire(timeout=self.timeout):
+            raise StoreTimeout(f"memcached {name}: no free connection within {self.timeout} s "
+                               f"(max_pool_size={self.max_pool_size})")
+        try:
+            try:
+                return command(client)
+            except _STALE:
+                return command(client)
+        except TimeoutError as exc:  # socket.timeout is TimeoutError
+            raise StoreTimeout(
+                f"memcached {name}: {what} timed out after {self.timeout} s") from exc
+        except MemcacheServerError as exc:
+            if "too large" in str(exc):
+                raise SessionTooLarge(f"memcached {name} refused an item as too large "
+                                      f"(max_item_size={self.max_item_size})",
+                                      -1, self.max_item_size) from exc
+            raise StoreUnavailable(f"memcached {name}: {what} failed ({_describe(exc)})") from exc
+        except MemcacheClientError:
+            raise  # a malformed command is a bug here, not an outage
+        except (OSError, MemcacheError) as exc:
+            raise StoreUnavailable(
+                f"memcached {name}: {what} failed ({_describe(exc)})") from exc
+        finally:
+            slots.release()
+
+    def _get(self, key: str) -> bytes | None:
+        return self._call(key, "get", lambda c: c.get(key))  # type: ignore[no-any-return]
+
+    def _gets(self, key: str) -> tuple[bytes | None, bytes | None]:
+        return self._call(key, "gets", lambda c: c.gets(key))  # type: ignore[no-any-return]
+
+    def _get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """One ``get`` per server holding any of ``keys``."""
+        by_server: dict[str, list[str]] = {}
+        for key in keys:
+            by_server.setdefault(self._hash.get_node(key), []).append(key)
+        found: dict[str, bytes] = {}
+        for group in by_server.values():
+            found.update(self._call(group[0], "get", _get_many_of(group)))
+        return found
+
+    def _check_size(self, key: str, payload: bytes) -> None:
+        """Refuse, before sending, an item memcached would refuse (or silently not keep)."""
+        size = len(key) + len(payload) + ITEM_OVERHEAD
+        if size > self.max_item_size:
+            raise SessionTooLarge(
+                f"memcached item of {size} bytes exceeds max_item_size={self.max_item_size} bytes",
+                size, self.max_item_size)
+
+    def _write(self, key: str, payload: bytes, cas: bytes | None, expire: int) -> bool:
+        """``add`` when ``cas`` is None, else ``cas``; True if it was stored."""
+        self._check_size(key, payload)
+        if cas is None:
+            return bool(self._call(key, "add", lambda c: c.add(
+                key, payload, expire=expire, noreply=False)))
+        return self._call(key, "cas", lambda c: c.cas(
+            key, payload, cas, expire=expire, noreply=False)) is True
+
+    # -- the contract --------------------------------------------------------------------------
+
+    def load(self, sid: str) -> SessionRecord | None:
+        record = _decode(self._get(self._key(sid)))
+        if record is None or record.expires <= time.time():
+            return None
+        return record
+
+    def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
+        key = self._key(sid)
+        indexed = False
+        for attempt in range(self.cas_retries):
+            raw, cas = self._gets(key)
+            stored = _decode(raw)
+            if stored is not None and stored.expires <= time.time():
+                stored = None  # dead but not yet dropped: overwrite it, never merge into it
+            if stored is None and not changes.create:
+                return False
+            data = changes.apply({} if stored is None else stored.data)
+            payload = _encode(data, meta.created, meta.accessed, meta.expires, meta.user)
+            self._check_size(key, payload)
+            new_user = stored is None or stored.user != meta.user
+            if meta.user is not None and new_user and not indexed:
+                # The index is written first: an entry whose session was never written is
+                # filtered out on reading, while a session missing from its index would
+                # survive "log out everywhere".
+                self._index_update(meta.user, add=sid)
+                indexed = True
+            if self._write(key, payload, None if raw is None else cas, _expire(meta.expires)):
+                return True
+            _backoff(attempt)
+        raise SessionConflict(
+            f"session changed concurrently {self.cas_retries} times; the save was not applied")
+
+    def touch(self, sid: str, accessed: float, expires: float) -> bool:
+        """A gets/cas rewrite: ``accessed`` and ``expires`` live in the item, so memcached's
+        own ``touch`` (which moves only the TTL) could not make ``load`` report them."""
+        key = self._key(sid)
+        for attempt in range(self.cas_retries):
+            raw, cas = self._gets(key)
+            stored = _decode(raw)
+            if stored is None or stored.expires <= time.time():
+                return False
+            payload = _encode(stored.data, stored.created, accessed, expires, stored.user)
+            if self._write(key, payload, cas, _expire(expires)):
+                return True
+            _backoff(attempt)
+        # Every attempt lost to a concurrent save, and each such save wrote fresh times itself.
+        return True
+
+    def delete(self, sid: str) -> bool:
+        key = self._key(sid)
+        return bool(self._call(key, "delete", lambda c: c.delete(key, noreply=False)))
+
+    def purge(self, now: float | None = None) -> int:
+        return 0  # memcached drops expired items itself
+
+    def ids(self) -> Iterator[str]:
+        raise NotImplementedError(
+            "memcached cannot list its keys: MemcachedStore.ids() is not supported")
+
+    def count(self) -> int:
+        raise NotImplementedError(
+            "memcached cannot list its keys: MemcachedStore.count() is not supported")
+
+    def user_sessions(self, user: str) -> list[str]:
+        raw = self._get(self._user_key(user))
+        if raw is None:
+            return []
+        sids = list(_decode_index(raw))
+        live = self._live_of(user, sids)
+        return [sid for sid in sids if sid in live]
+
+    def delete_user(self, user: str) -> int:
+        sids = self.user_sessions(user)
+        removed = sum(1 for sid in sids if self.delete(sid))
+        self._index_update(user, drop=set(sids))
+        return removed
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pools, self._pools = self._pools, {}
+            if self._pid != os.getpid():
+                _inherited.append(pools)  # a parent's, seen in a child that never used it
+                return
+            for client, _ in pools.values():
+                client.close()
+
+    def __repr__(self) -> str:
+        return f"<MemcachedStore {','.join(self._names)} prefix={self.prefix!r}>"
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _key(self, sid: str) -> str:
+        return self.prefix + sid
+
+    def _user_key(self, user: str) -> str:
+        # Hashed: a user name may hold any character, and memcached keys may not.
+        return self.prefix + "user:" + hashlib.sha256(user.encode()).hexdigest()
+
+    def _live_of(self, user: str, sids: Sequence[str]) -> set[str]:
+        """Those of ``sids`` whose session is live and belongs to ``user``."""
+        if not sids:
+            return set()
+        now = time.time()
+        found = self._get_many([self._key(sid) for sid in sids])
+        live = set()
+        for sid in sids:
+            record = _decode(found.get(self._key(sid)))
+            if record is not None and record.user == user and record.expires > now:
+                live.add(sid)
+        return live
+
+    def _index_update(self, user: str, *, add: str | None = None,
+                      drop: set[str] | frozenset[str] = frozenset()) -> None:
+        """Add ``add`` to and remove ``drop`` from the user's index, pruning dead entries."""
+        key = self._user_key(user)
+        for attempt in range(self.cas_retries):
+            raw, cas = self._gets(key)
+            entries = _decode_index(raw) if raw is not None else {}
+            if add is None and raw is None:
+                return
+            now = time.time()
+            old = [s for s, added in entries.items() if now - added > self.index_grace and s != add]
+            dead = set(old) - self._live_of(user, old)
+            kept = {s: t for s, t in entries.items() if s not in dead and s not in drop}
+            if add is not None:
+                kept[add] = now  # young again: its session is about to be (re)written
+            elif kept == entries:
+                return
+            payload = json.dumps(kept, separators=(",", ":")).encode()
+            # An empty index is written, not deleted (memcached's delete takes no CAS, so it
+            # could drop a concurrent login), and left to expire unless a login refills it.
+            expire = 0 if kept else EMPTY_INDEX_TTL
+            if self._write(key, payload, None if raw is None else cas, expire):
+                return
+            _backoff(attempt)
+        raise SessionConflict(f"the user index changed concurrently {self.cas_retries} times")
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's type and the server's or the OS's words; never a key or a value."""
+    if isinstance(exc, OSError):
+        detail = exc.strerror or ""
+    elif exc.args and isinstance(exc.args[0], bytes):
+        detail = exc.args[0].decode("ascii", "replace")
+    else:
+        detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _get_many_of(keys: list[str]) -> Callable[[PooledClient], dict[str, bytes]]:
+    return lambda client: client.get_many(keys)
+
+
+def _encode(data: dict[str, str], created: float, accessed: float, expires: float,
+            user: str | None) -> bytes:
+    record = {"d": data, "c": created, "a": accessed, "e": expires, "u": user}
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _decode(raw: bytes | None) -> SessionRecord | None:
+    if raw is None:
+        return None
+    fields = json.loads(raw)
+    return SessionRecord(fields["d"], fields["c"], fields["a"], fields["e"], fields["u"])
+
+
+def _decode_index(raw: bytes) -> dict[str, float]:
+    entries: dict[str, float] = json.loads(raw)
+    return entries
+
+
+def _expire(expires: float) -> int:
+    """memcached's expiry for an absolute moment: relative seconds up to 30 days, else the
+    unix time itself (memcached's own rule); -1 (already expired) for a moment past."""
+    ttl = math.ceil(expires - time.time())
+    if ttl <= 0:
+        return -1
+    if ttl <= RELATIVE_TTL_LIMIT:
+        return ttl
+    return math.ceil(expires)
+
+
+def _backoff(attempt: int) -> None:
+    """A jittered, exponentially growing pause (capped at 50 ms) after a lost race, so that
+    contenders spread out instead of colliding again in lock step."""
+    time.sleep(random.uniform(0, min(0.05, 0.0005 * 2**attempt)))
+
+
+def _fail(message: str) -> NoReturn:
+    raise ConfigurationError(message)
+
+
+def parse_servers(spec: str) -> list[Server]:
+    """``"h1:p1,h2:p2"`` (port optional, IPv6 in brackets) -> ``[(host, port), ...]``."""
+    servers = []
+    for item in spec.split(","):
+        item = item.strip()
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port_text = rest[1:] if rest.startswith(":") else ""
+            if rest and not rest.startswith(":"):
+                _fail(f"memcached://: malformed server {item!r}")
+        else:
+            host, _, port_text = item.partition(":")
+        if not host:
+            _fail(f"memcached://: server {item!r} has no host")
+        try:
+            port = int(port_text) if port_text else DEFAULT_PORT
+        except ValueError:
+            _fail(f"memcached://: server {item!r} has a malformed port")
+        if not 0 < port < 65536:
+            _fail(f"memcached://: server {item!r} has a port out of range")
+        servers.append((host, port))
+    return servers
+
+
+_INT_OPTIONS = ("max_item_size", "max_pool_size", "cas_retries")
+_FLOAT_OPTIONS = ("connect_timeout", "timeout")
+
+
+def from_url(parsed: SplitResult, **options: Any) -> MemcachedStore:
+    """``memcached://host:port`` or ``memcached://h1:p1,h2:p2?prefix=app:&timeout=1``."""
+    if "@" in parsed.netloc:
+        _fail("memcached:// takes no user or password")
+    if parsed.path not in ("", "/"):
+        _fail("memcached:// takes no path (use memcached://host:port?prefix=...)")
+    servers = parse_servers(parsed.netloc) if parsed.netloc else [("127.0.0.1", DEFAULT_PORT)]
+    query = url_options(parsed)
+    for name in (*_INT_OPTIONS, *_FLOAT_OPTIONS, "prefix"):
+        if name not in query:
+            continue
+        text = query.pop(name)
+        try:
+            value: Any = (int(text) if name in _INT_OPTIONS
+                          else float(text) if name in _FLOAT_OPTIONS else text)
+        except ValueError:
+            _fail(f"memcached://: {name} must be a number")
+        options.setdefault(name, value)
+    if query:
+        _fail(f"memcached://: unknown option(s) {sorted(query)}")
+    return MemcachedStore(servers, **options)

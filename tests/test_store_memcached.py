@@ -1,0 +1,387 @@
+"""MemcachedStore against the store contract and against memcached's limits, on private servers.
+
+Round trips are counted with the server's own command counters (``stats``), not by inspecting
+the client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from pymemcache.client.base import Client
+
+import satchel
+from satchel import Changes, SessionMeta
+from satchel.ids import new_id
+from satchel.stores.memcached import MemcachedStore, parse_servers
+
+from .contract import HOUR, StoreContract, meta, put
+from .servers import LOOPBACK, wait_until
+from .servers.memcached import MemcachedServer
+
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MemcachedServer]:
+    srv = MemcachedServer()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.cleanup()
+
+
+def fresh_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def store(server: MemcachedServer) -> Iterator[MemcachedStore]:
+    st = MemcachedStore(f"{LOOPBACK}:{server.port}", prefix=fresh_prefix())
+    try:
+        yield st
+    finally:
+        st.close()
+
+
+def raw_client(server: MemcachedServer) -> Client:
+    return Client((LOOPBACK, server.port), connect_timeout=2, timeout=2)
+
+
+class TestMemcachedStore(StoreContract):
+    @pytest.fixture
+    def store(self, server: MemcachedServer) -> Iterator[MemcachedStore]:
+        prefix = fresh_prefix()
+        self._spec = (server.url, {"prefix": prefix})
+        with satchel.open_store(server.url, prefix=prefix) as st:
+            assert isinstance(st, MemcachedStore)
+            yield st
+
+    @pytest.fixture
+    def store_spec(self, store: MemcachedStore) -> tuple[str, dict[str, Any]]:
+        return self._spec
+
+
+# -- round trips ---------------------------------------------------------------------------------
+
+
+def counted(server: MemcachedServer, action: Callable[[], object]) -> int:
+    before = server.commands()
+    action()
+    return server.commands() - before
+
+
+def test_round_trips_of_each_operation(server: MemcachedServer, store: MemcachedStore) -> None:
+    sid = new_id()
+    before = server.stats()
+    assert counted(server, lambda: put(store, sid, {"a": "1"})) == 2  # gets + add
+    assert counted(server, lambda: store.load(sid)) == 1  # get
+    assert counted(server, lambda: store.save(sid, Changes(set={"b": "2"}, create=False),
+                                              meta())) == 2  # gets + cas
+    assert counted(server, lambda: store.touch(sid, time.time(), time.time() + HOUR)) == 2
+    assert counted(server, lambda: store.exists(sid)) == 1
+    assert counted(server, lambda: store.delete(sid)) == 1
+    assert counted(server, lambda: store.purge()) == 0
+    after = server.stats()
+    assert after["cas_hits"] - before["cas_hits"] == 2
+    assert after["cas_badval"] == before["cas_badval"]
+
+
+def test_login_costs_the_index_once(server: MemcachedServer, store: MemcachedStore) -> None:
+    sid = new_id()
+    # gets session, gets index, add index, add session
+    assert counted(server, lambda: put(store, sid, {"a": "1"}, user="ana")) == 4
+    # same user again: no index write
+    assert counted(server, lambda: store.save(sid, Changes(set={"b": "1"}, create=False),
+                                              meta(user="ana"))) == 2
+    assert counted(server, lambda: store.user_sessions("ana")) == 2  # index + sessions
+
+
+def call(app: Any, cookie: str | None = None, path: str = "/") -> tuple[str, dict[str, str]]:
+    environ: dict[str, Any] = {"PATH_INFO": path}
+    setup_testing_defaults(environ)
+    if cookie:
+        environ["HTTP_COOKIE"] = cookie
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        seen["status"], seen["headers"] = status, dict(headers)
+        return lambda data: None
+
+    body = app(environ, start_response)
+    b"".join(body)
+    getattr(body, "close", lambda: None)()
+    return seen["status"], seen["headers"]
+
+
+def session_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    path = environ["PATH_INFO"]
+    session = environ["satchel.session"]
+    if path == "/write":
+        session["n"] = session.get("n", 0) + 1
+    elif path == "/read":
+        session.get("n")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def test_round_trips_through_the_middleware(server: MemcachedServer,
+                                            store: MemcachedStore) -> None:
+    app = satchel.SessionMiddleware(session_app, store=store, touch_interval=3600)
+    status, headers = call(app, path="/write")
+    assert status == "200 OK"
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert counted(server, lambda: call(app, cookie, "/untouched")) == 0
+    assert counted(server, lambda: call(app, None, "/untouched")) == 0
+    assert counted(server, lambda: call(app, cookie, "/read")) == 1
+    assert counted(server, lambda: call(app, cookie, "/write")) == 3  # get, gets, cas
+
+
+# -- limits --------------------------------------------------------------------------------------
+
+
+def test_oversized_session_raises_before_sending(server: MemcachedServer,
+                                                 store: MemcachedStore) -> None:
+    sid = new_id()
+    before = server.commands()
+    big = '"' + "x" * (1024 * 1024) + '"'
+    with pytest.raises(satchel.SessionTooLarge, match=r"\d+ bytes exceeds max_item_size=1048576") \
+            as caught:
+        store.save(sid, Changes(set={"big": big}), meta())
+    assert caught.value.size > caught.value.limit == 1024 * 1024
+    assert server.commands() - before == 1  # the gets; no write was attempted
+    assert store.load(sid) is None
+    # Just under the limit is kept: the check does not cut below what memcached accepts.
+    nearly = '"' + "y" * (1024 * 1024 - 400) + '"'
+    put(store, sid, {"big": nearly})
+    record = store.load(sid)
+    assert record is not None and record.data["big"] == nearly
+
+
+def test_configured_item_limit(server: MemcachedServer) -> None:
+    with MemcachedStore(f"{LOOPBACK}:{server.port}", prefix=fresh_prefix(),
+                        max_item_size=4096) as st:
+        put(st, new_id(), {"a": '"' + "a" * 3000 + '"'})
+        with pytest.raises(satchel.SessionTooLarge, match="max_item_size=4096") as caught:
+            put(st, new_id(), {"a": '"' + "a" * 5000 + '"'})
+        assert caught.value.limit == 4096
+
+
+def test_listing_is_refused_clearly(store: MemcachedStore) -> None:
+    assert MemcachedStore.listable is False
+    with pytest.raises(NotImplementedError, match="memcached cannot list"):
+        store.ids()
+    with pytest.raises(NotImplementedError, match="memcached cannot list"):
+        store.count()
+
+
+# -- native expiry -------------------------------------------------------------------------------
+
+
+def test_native_ttl_drops_the_item(server: MemcachedServer, store: MemcachedStore) -> None:
+    sid = new_id()
+    now = time.time()
+    store.save(sid, Changes(set={"a": "1"}), SessionMeta(now, now, now + 1.2))
+    raw = raw_client(server)
+    try:
+        assert raw.get(store.prefix + sid) is not None
+        assert store.load(sid) is not None
+        # memcached itself forgets the item (its clock ticks in whole seconds)
+        wait_until(lambda: raw.get(store.prefix + sid) is None, 5, "memcached dropping the item")
+    finally:
+        raw.close()
+    assert time.time() >= now + 1.2
+    assert store.load(sid) is None
+    assert store.save(sid, Changes(set={"b": "1"}, create=False), meta()) is False
+
+
+@pytest.mark.parametrize("ttl", [29 * DAY, 30 * DAY, 30 * DAY + 5, 400 * DAY])
+def test_long_ttls_cross_memcacheds_absolute_time_rule(server: MemcachedServer,
+                                                       store: MemcachedStore,
+                                                       ttl: float) -> None:
+    # Sent as relative seconds above 30 days, memcached would read a date in 1970 and drop it.
+    sid = new_id()
+    put(store, sid, {"a": "1"}, ttl=ttl)
+    assert store.load(sid) is not None
+    assert store.touch(sid, time.time(), time.time() + ttl) is True
+    assert store.load(sid) is not None
+
+
+def test_touch_extends_native_ttl(server: MemcachedServer, store: MemcachedStore) -> None:
+    sid = new_id()
+    now = time.time()
+    store.save(sid, Changes(set={"a": "1"}), SessionMeta(now, now, now + 1.2))
+    assert store.touch(sid, now, now + HOUR) is True
+    time.sleep(2.2)
+    assert store.load(sid) is not None
+
+
+# -- the per-user index --------------------------------------------------------------------------
+
+
+def test_user_index_is_filtered_and_pruned(server: MemcachedServer,
+                                           store: MemcachedStore) -> None:
+    user = "ana ünïcode @example"
+    a, b, c = new_id(), new_id(), new_id()
+    put(store, a, {"x": "1"}, user=user)
+    put(store, b, {"x": "1"}, user=user)
+    store.delete(a)
+    assert store.user_sessions(user) == [b]  # filtered against the session items
+    index_key = store._user_key(user)
+    raw = raw_client(server)
+    try:
+        assert set(json.loads(raw.get(index_key))) == {a, b}  # a is young: kept for now
+        store.index_grace = 0.0
+        put(store, c, {"x": "1"}, user=user)  # the next index write prunes the dead entry
+        assert set(json.loads(raw.get(index_key))) == {b, c}
+        assert store.delete_user(user) == 2
+        assert store.user_sessions(user) == []
+        assert json.loads(raw.get(index_key)) == {}  # rewritten empty, left to expire
+    finally:
+        raw.close()
+
+
+def test_user_change_moves_the_session_between_indexes(store: MemcachedStore) -> None:
+    sid = new_id()
+    put(store, sid, {"x": "1"}, user="ana")
+    store.save(sid, Changes(create=False), meta(user="bob"))
+    assert store.user_sessions("ana") == []
+    assert store.delete_user("ana") == 0
+    assert store.user_sessions("bob") == [sid]
+    assert store.load(sid) is not None
+
+
+# -- several servers -----------------------------------------------------------------------------
+
+
+def test_two_servers_share_the_sessions(server: MemcachedServer) -> None:
+    second = MemcachedServer()
+    second.start()
+    try:
+        url = f"memcached://{LOOPBACK}:{server.port},{LOOPBACK}:{second.port}"
+        st = satchel.open_store(url, prefix=fresh_prefix())
+        assert isinstance(st, MemcachedStore)
+        try:
+            before = (server.stats()["curr_items"], second.stats()["curr_items"])
+            sids = [new_id() for _ in range(24)]
+            for sid in sids:
+                put(st, sid, {"k": '"v"'}, user="ana")
+            after = (server.stats()["curr_items"], second.stats()["curr_items"])
+            assert all(a > b for a, b in zip(after, before))
+            assert all(st.load(sid) is not None for sid in sids)
+            assert sorted(st.user_sessions("ana")) == sorted(sids)
+            assert st.delete_user("ana") == len(sids)
+        finally:
+            st.close()
+    finally:
+        second.cleanup()
+
+
+# -- fork safety ---------------------------------------------------------------------------------
+
+
+def test_forked_child_uses_its_own_connections(server: MemcachedServer,
+                                               store: MemcachedStore) -> None:
+    sid = new_id()
+    put(store, sid, {"parent": "1"})  # the parent now holds a pooled connection
+    parent_pool = store._pools[f"{LOOPBACK}:{server.port}"][0]
+    connections = server.stats()["total_connections"]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        code = 1
+        try:
+            os.close(read_fd)
+            for i in range(50):
+                store.save(sid, Changes(set={f"c{i}": "1"}, create=False), meta())
+            child_pool = store._pools[f"{LOOPBACK}:{server.port}"][0]
+            os.write(write_fd, b"fresh" if child_pool is not parent_pool else b"shared")
+            store.close()
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    # The parent keeps working meanwhile, on its own socket.
+    for i in range(50):
+        store.save(sid, Changes(set={f"p{i}": "1"}, create=False), meta())
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read_fd, "rb") as pipe:
+        verdict = pipe.read()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert verdict == b"fresh"
+    assert store._pools[f"{LOOPBACK}:{server.port}"][0] is parent_pool
+    assert server.stats()["total_connections"] > connections  # the child dialled its own
+    record = store.load(sid)
+    assert record is not None
+    assert {f"c{i}" for i in range(50)} | {f"p{i}" for i in range(50)} <= set(record.data)
+
+
+# -- connections ---------------------------------------------------------------------------------
+
+
+def test_pool_size_bounds_connections(server: MemcachedServer) -> None:
+    with MemcachedStore(f"{LOOPBACK}:{server.port}", prefix=fresh_prefix(),
+                        max_pool_size=2) as st:
+        sid = new_id()
+        put(st, sid, {"seed": "0"})
+        dialled = server.stats()["total_connections"]
+        errors: list[BaseException] = []
+
+        def writer(prefix: str) -> None:
+            try:
+                for i in range(15):
+                    st.save(sid, Changes(set={f"{prefix}{i}": "1"}, create=False), meta())
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(f"w{n}_",)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        # six threads shared at most two connections, one opened before; each stats() call
+        # dials one of its own
+        assert server.stats()["total_connections"] - dialled - 1 <= 1
+        record = st.load(sid)
+        assert record is not None and len(record.data) == 1 + 6 * 15
+    with pytest.raises(satchel.StoreUnavailable, match="closed"):
+        st.load(sid)
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+def test_url_options(server: MemcachedServer) -> None:
+    st = satchel.open_store(f"{server.url}/?prefix=app:&timeout=0.5&connect_timeout=0.25"
+                            "&max_pool_size=3&cas_retries=5&max_item_size=2048")
+    assert isinstance(st, MemcachedStore)
+    assert (st.prefix, st.timeout, st.connect_timeout) == ("app:", 0.5, 0.25)
+    assert (st.max_pool_size, st.cas_retries, st.max_item_size) == (3, 5, 2048)
+    assert st.servers == [(LOOPBACK, server.port)]
+    st.close()
+
+
+def test_parse_servers() -> None:
+    assert parse_servers("a:1,b, [::1]:3,[::1]") == [("a", 1), ("b", 11211), ("::1", 3),
+                                                     ("::1", 11211)]
+
+
+@pytest.mark.parametrize("url", [
+    "memcached://h:notaport", "memcached://h:70000", "memcached://user:pw@h:1",
+    "memcached://h:1/path", "memcached://h:1?bogus=1", "memcached://h:1?timeout=x",
+    "memcached://h:1?timeout=0", "memcached://h:1?max_pool_size=0", "memcached://:1",
+    "memcached://h:1?prefix=a%20b",
+])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(ValueError, match=r"memcached://|MemcachedStore"):
+        satchel.open_store(url)
