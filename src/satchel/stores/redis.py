@@ -1,0 +1,452 @@
+"""RedisStore: one session is one Redis hash, saved field by field, expired by Redis's own TTL.
+
+Layout, under a configurable prefix (default ``satchel:``):
+
+* ``satchel:s:{<sid>}`` — a hash.  Session keys are fields ``d:<key>`` holding the codec's text;
+  metadata are ``m:created``, ``m:accessed``, ``m:expires`` and ``m:user``.  The ``d:``/``m:``
+  split means no user key can collide with metadata.  The braces are a Redis Cluster hash tag,
+  so everything about one session lives in one slot.  ``PEXPIREAT`` on ``expires`` lets Redis
+  drop the session by itself.
+* ``satchel:u:{<user>}`` — a set of the user's session ids, for "log out everywhere".  It is
+  maintained lazily: a save adds the id; a session that expires, is deleted or changes user
+  leaves a stale member that :meth:`RedisStore.user_sessions` and :meth:`RedisStore.purge`
+  check against the session and remove.
+
+Round trips: ``load`` is one ``HGETALL``; ``save`` and ``touch`` are one ``EVALSHA`` of a small
+Lua script that checks ``EXISTS`` (so a deleted session is never resurrected) and applies
+``HDEL``/``HSET``/``PEXPIREAT`` atomically, so concurrent writers of different keys never
+overwrite each other.  In a cluster the user set lives in another slot: its ``SADD`` rides in
+the same pipeline round as the script, sent to its own node.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from hashlib import sha1
+from typing import Any, cast
+from urllib.parse import SplitResult, unquote
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
+from ..record import Changes, SessionMeta, SessionRecord
+from .base import BaseStore, url_options
+
+__all__ = ["RedisStore", "from_url"]
+
+Client = redis.Redis | RedisCluster
+
+# What redis-py raises when Redis cannot serve; RedisClusterException (no RedisError) covers a
+# cluster that cannot be reached or does not cover every slot.
+_FAILURES = (RedisError, RedisClusterException)
+
+_CREATED, _ACCESSED, _EXPIRES, _USER = "m:created", "m:accessed", "m:expires", "m:user"
+
+# ARGV: create, cleared, expire-at (ms), sid, number of fields to delete, those fields, then
+# field/value pairs to set.  KEYS[2], when given, is the user's index set (single server only).
+# Fields go in chunks: Lua's unpack() has a stack limit of a few thousand values.
+_SAVE = """
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then
+  if ARGV[1] ~= '1' then return 0 end
+elseif ARGV[2] == '1' then
+  redis.call('DEL', key)
+end
+local i, last = 6, 5 + tonumber(ARGV[5])
+while i <= last do
+  local stop = math.min(i + 499, last)
+  redis.call('HDEL', key, unpack(ARGV, i, stop))
+  i = stop + 1
+end
+last = #ARGV
+while i <= last do
+  local stop = math.min(i + 999, last)
+  redis.call('HSET', key, unpack(ARGV, i, stop))
+  i = stop + 1
+end
+redis.call('PEXPIREAT', key, ARGV[3])
+if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[4]) end
+return 1
+"""
+
+# ARGV: accessed, expires, expire-at (ms).  Never creates.
+_TOUCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'm:accessed', ARGV[1], 'm:expires', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+class _Script:
+    """A Lua script run by ``EVALSHA``; one ``EVAL`` (which also caches it) on ``NOSCRIPT``."""
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+_SAVE_SCRIPT = _Script(_SAVE)
+_TOUCH_SCRIPT = _Script(_TOUCH)
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    """The satchel error for a redis-py failure (raise it ``from exc``)."""
+    if isinstance(exc, RedisTimeoutError):
+        return StoreTimeout(f"redis store timed out ({type(exc).__name__})")
+    return StoreUnavailable(f"redis store unavailable ({type(exc).__name__}: {exc})")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisStore(BaseStore):
+    """Sessions in Redis or Redis Cluster, one hash per session, expired by Redis itself.
+
+    Args:
+        host, port, db: the single server to use (ignored with ``cluster`` or ``client``).
+        cluster: ``(host, port)`` startup nodes of a Redis Cluster.
+        client: an existing ``redis.Redis`` or ``RedisCluster`` to use as is (not closed here);
+            it must decode responses (``decode_responses=True``), and its timeouts are its own.
+        prefix: prepended to every key; may not contain braces (they are the hash tags).
+        max_connections: the size of the connection pool (per node in a cluster).
+        connect_timeout, timeout: seconds to connect and to wait for a reply; an outage or a
+            frozen server surfaces as ``StoreUnavailable``/``StoreTimeout`` within them.
+        **client_options: passed to redis-py (``username``, ``password``, ``ssl``, ``ssl_*``).
+    """
+
+    thread_safe = True
+    multiprocess_safe = True
+    native_expiry = True
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        db: int = 0,
+        *,
+        cluster: Sequence[tuple[str, int]] | None = None,
+        client: Client | None = None,
+        prefix: str = "satchel:",
+        max_connections: int = 50,
+        connect_timeout: float = 2.0,
+        timeout: float = 2.0,
+        **client_options: Any,
+    ) -> None:
+        if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
+            raise ConfigurationError("RedisStore: prefix must be a string without braces")
+        if not isinstance(max_connections, int) or max_connections < 1:
+            raise ConfigurationError("RedisStore: max_connections must be a positive integer")
+        for name, value in (("connect_timeout", connect_timeout), ("timeout", timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigurationError(f"RedisStore: {name} must be a number of seconds > 0")
+        if client is not None and not client.get_encoder().decode_responses:
+            raise ConfigurationError("RedisStore: the client must use decode_responses=True")
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._owns_client = client is None
+        self.is_cluster = isinstance(client, RedisCluster) or (client is None and bool(cluster))
+        self._where = "client" if client is not None else (
+            ",".join(f"{h}:{p}" for h, p in cluster) if cluster else f"{host}:{port}/{db}")
+        # One retry without backoff: enough to replace a pooled connection that died with a
+        # restarted server, yet a down server fails fast.  Timeouts are not retried, so a
+        # frozen server costs one timeout, and a write that may have landed is not repeated.
+        options: dict[str, Any] = {
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": timeout,
+            "max_connections": max_connections,
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            "decode_responses": True,
+            **client_options,
+        }
+        self._client: Client | None = client
+        self._nodes = [(h, int(p)) for h, p in cluster] if cluster else []
+        self._options = options
+        if client is None and not cluster:
+            # redis-py's pool connects lazily and replaces its connections after a fork.
+            self._client = redis.Redis(host=host, port=port, db=db, **options)
+
+    # -- the client ---------------------------------------------------------------------------
+
+    def client(self) -> Client:
+        """The redis-py client; a cluster's is built on first use, so a cluster that is down at
+        start-up fails the requests that need it rather than the application's start."""
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                try:
+                    nodes = [ClusterNode(h, p) for h, p in self._nodes]  # type: ignore[no-untyped-call]
+                    self._client = RedisCluster(startup_nodes=nodes, **self._options)
+                except _FAILURES as exc:
+                    raise _unavailable(exc) from exc
+            return self._client
+
+    def session_key(self, sid: str) -> str:
+        """The Redis key of a session: ``<prefix>s:{<sid>}``; the braces pin it to one slot."""
+        return f"{self.prefix}s:{{{sid}}}"
+
+    def user_key(self, user: str) -> str:
+        """The Redis key of a user's set of session ids."""
+        return f"{self.prefix}u:{{{user}}}"
+
+    def _run(self, client: Client, script: _Script, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(script.text, len(keys), *keys, *args)
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def load(self, sid: str) -> SessionRecord | None:
+        try:
+            raw = cast("dict[str, str]", self.client().hgetall(self.session_key(sid)))
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        expires = raw.get(_EXPIRES)
+        if expires is None:
+            return None
+        ends = float(expires)
+        if ends <= time.time():
+            return None
+        data = {field[2:]: value for field, value in raw.items() if field[:2] == "d:"}
+        return SessionRecord(data, float(raw[_CREATED]), float(raw[_ACCESSED]), ends,
+                             raw.get(_USER))
+
+    def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
+        key = self.session_key(sid)
+        user = meta.user
+        deleted = [] if changes.cleared else ["d:" + k for k in changes.deleted]
+        if user is None:
+            deleted.append(_USER)
+        args: list[Any] = [
+            "1" if changes.create else "0", "1" if changes.cleared else "0",
+            int(meta.expires * 1000), sid, len(deleted), *deleted,
+            _CREATED, repr(meta.created), _ACCESSED, repr(meta.accessed),
+            _EXPIRES, repr(meta.expires),
+        ]
+        if user is not None:
+            args += (_USER, user)
+        for k, v in changes.set.items():
+            args += ("d:" + k, v)
+        try:
+            client = self.client()
+            if user is None:
+                done = self._run(client, _SAVE_SCRIPT, [key], args)
+            elif not self.is_cluster:
+                done = self._run(client, _SAVE_SCRIPT, [key, self.user_key(user)], args)
+            else:
+                done = self._save_cluster(client, key, self.user_key(user), sid, args)
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        return bool(done)
+
+    def _save_cluster(self, client: Client, key: str, user_key: str, sid: str,
+                      args: list[Any]) -> Any:
+        # The user set is in another slot: its SADD is a separate command in the same round.
+        # A SADD for a save that did not happen leaves a stale member, cleaned when read.
+        # The script's node is named: left to find it, redis-py's cluster pipeline would first
+        # ask the server for the keys of EVALSHA (COMMAND GETKEYS), an extra round trip.
+        node = cast("RedisCluster", client).get_node_from_key(key)  # type: ignore[no-untyped-call]
+        for command, script in (("EVALSHA", _SAVE_SCRIPT.sha), ("EVAL", _SAVE_SCRIPT.text)):
+            pipe = client.pipeline(transaction=False)
+            pipe.execute_command(command, script, 1, key, *args, target_nodes=node)
+            pipe.sadd(user_key, sid)
+            done, added = pipe.execute(raise_on_error=False)
+            for result in (done, added):
+                if isinstance(result, NoScriptError):
+                    break
+                if isinstance(result, Exception):
+                    raise result
+            else:
+                return done
+        raise RedisError("the save script could not be run")  # EVAL never answers NOSCRIPT
+
+    def touch(self, sid: str, accessed: float, expires: float) -> bool:
+        args = [repr(accessed), repr(expires), int(expires * 1000)]
+        try:
+            done = self._run(self.client(), _TOUCH_SCRIPT, [self.session_key(sid)], args)
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        return bool(done)
+
+    def delete(self, sid: str) -> bool:
+        try:
+            return bool(self.client().delete(self.session_key(sid)))
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+
+    def exists(self, sid: str) -> bool:
+        try:
+            return bool(self.client().exists(self.session_key(sid)))
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+
+    def purge(self, now: float | None = None) -> int:
+        """Redis expires sessions by itself, so this only removes stale members of the user
+        index (sessions that expired, were deleted or changed user).  Its cost grows with the
+        number of users, not of sessions.  Returns 0: no session is removed here.
+        """
+        try:
+            users = [key[len(self.prefix) + 3:-1] for key in self._scan("u:{*}")]
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        for user in users:
+            self.user_sessions(user)
+        return 0
+
+    def ids(self) -> Iterator[str]:
+        """Scan (every master, in a cluster) for session keys; the order is Redis's."""
+        start = len(self.prefix) + 3
+        try:
+            for key in self._scan("s:{*}"):
+                yield key[start:-1]
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+
+    def count(self) -> int:
+        return sum(1 for _ in self.ids())
+
+    def _scan(self, pattern: str) -> Iterator[str]:
+        match = _glob_escape(self.prefix) + pattern
+        client = self.client()
+        if isinstance(client, RedisCluster):
+            return cast("Iterator[str]", client.scan_iter(
+                match=match, count=1000, target_nodes=RedisCluster.PRIMARIES))
+        return cast("Iterator[str]", client.scan_iter(match=match, count=1000))
+
+    def user_sessions(self, user: str) -> list[str]:
+        """The user's live session ids; members that no longer belong to the user are removed."""
+        user_key = self.user_key(user)
+        try:
+            client = self.client()
+            sids = sorted(cast("set[str]", client.smembers(user_key)))
+            if not sids:
+                return []
+            pipe = client.pipeline(transaction=False)
+            for sid in sids:
+                pipe.hget(self.session_key(sid), _USER)
+            owners = pipe.execute()
+            live = [sid for sid, owner in zip(sids, owners, strict=True) if owner == user]
+            stale = [sid for sid, owner in zip(sids, owners, strict=True) if owner != user]
+            if stale:
+                client.srem(user_key, *stale)
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        return live
+
+    def delete_user(self, user: str) -> int:
+        """Delete every session of ``user`` in one pipelined round; return how many."""
+        sids = self.user_sessions(user)
+        if not sids:
+            return 0
+        try:
+            client = self.client()
+            pipe = client.pipeline(transaction=False)
+            for sid in sids:
+                pipe.delete(self.session_key(sid))
+            pipe.srem(self.user_key(user), *sids)
+            removed = pipe.execute()[:-1]
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        return sum(1 for n in removed if n)
+
+    def close(self) -> None:
+        # redis-py reconnects a closed client on use; the contract asks no more of close().
+        client = self._client
+        if client is not None and self._owns_client:
+            client.close()
+
+    def __enter__(self) -> RedisStore:
+        return self
+
+    def __repr__(self) -> str:
+        kind = "cluster" if self.is_cluster else "server"
+        return f"<RedisStore {kind} {self._where} prefix={self.prefix!r}>"
+
+
+def from_url(parsed: SplitResult, **options: Any) -> RedisStore:
+    """``redis://[user:password@]host[:port][/db]``, ``rediss://...`` (TLS) and
+    ``redis+cluster://host:port,host:port,...``.
+
+    Query parameters: ``prefix``, ``max_connections``, ``timeout``, ``connect_timeout``, and for
+    TLS ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``
+    (``required``/``optional``/``none``), ``ssl_check_hostname``; ``ssl=true`` enables TLS in a
+    cluster.  Keyword ``options`` override the URL.
+    """
+    scheme = parsed.scheme.lower()
+    query = url_options(parsed)
+    kwargs: dict[str, Any] = {}
+    for name, convert in (("prefix", str), ("max_connections", int), ("timeout", float),
+                          ("connect_timeout", float), ("ssl_ca_certs", str),
+                          ("ssl_certfile", str), ("ssl_keyfile", str), ("ssl_cert_reqs", str),
+                          ("ssl_check_hostname", _flag), ("ssl", _flag)):
+        if name in query:
+            try:
+                kwargs[name] = convert(query.pop(name))
+            except ValueError:
+                raise ConfigurationError(f"{scheme}://: {name} has a malformed value") from None
+    if query:
+        raise ConfigurationError(f"{scheme}://: unknown option(s) {sorted(query)}")
+    if scheme == "rediss":
+        kwargs["ssl"] = True
+    userinfo, _, hosts = parsed.netloc.rpartition("@")
+    if userinfo:
+        username, has_password, password = userinfo.partition(":")
+        if username:
+            kwargs["username"] = unquote(username)
+        if has_password:
+            kwargs["password"] = unquote(password)
+    nodes = [_host_port(part, scheme) for part in hosts.split(",")] if hosts else []
+    path = parsed.path.strip("/")
+    if scheme == "redis+cluster":
+        if not nodes:
+            raise ConfigurationError("redis+cluster:// needs at least one host:port")
+        if path not in ("", "0"):
+            raise ConfigurationError("redis+cluster:// has only database 0")
+        kwargs["cluster"] = nodes
+    else:
+        if len(nodes) > 1:
+            raise ConfigurationError(f"{scheme}:// takes one host (use redis+cluster://)")
+        if nodes:
+            kwargs["host"], kwargs["port"] = nodes[0]
+        if path:
+            if not path.isdigit():
+                raise ConfigurationError(f"{scheme}://: the path must be a database number")
+            kwargs["db"] = int(path)
+    kwargs.update(options)
+    return RedisStore(**kwargs)
+
+
+def _host_port(text: str, scheme: str) -> tuple[str, int]:
+    host, port = text, "6379"
+    if text.startswith("["):  # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = rest.removeprefix(":")
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"{scheme}://: {text!r} is not host:port")
+    return host, int(port)
+
+
+def _flag(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)

@@ -1,0 +1,148 @@
+"""A Redis outage seen through satchel.SessionMiddleware: the private server is stopped (and
+frozen) mid-test; untouched sessions are unaffected, touched ones fail closed (503) or open
+(anonymous, no cookie) within the store's timeouts, and service resumes when Redis is back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import satchel
+from satchel.stores.redis import RedisStore
+
+from .servers import LOOPBACK
+from .servers.redis import RedisServer, running_server
+
+TIMEOUT = 0.5  # the store's connect and reply timeouts
+BOUND = 3 * TIMEOUT  # a request may take at most this long while Redis is away
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with running_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def store(server: RedisServer) -> Iterator[RedisStore]:
+    if server.proc is None:
+        server.start()
+    server.flush()
+    with RedisStore(LOOPBACK, server.port, connect_timeout=TIMEOUT, timeout=TIMEOUT) as store:
+        yield store
+
+
+def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    session = environ["satchel.session"]
+    path = environ["PATH_INFO"]
+    if path == "/write":
+        session["n"] = session.get("n", 0) + 1
+        body = str(session["n"]).encode()
+    elif path == "/read":
+        body = str(session.get("n")).encode()
+    else:
+        body = b"plain"
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def request(mw: Any, path: str, cookie: str | None = None) -> tuple[str, dict[str, str], bytes]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+        "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http", "wsgi.input": None, "wsgi.errors": None,
+        "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
+    }
+    if cookie:
+        environ["HTTP_COOKIE"] = cookie
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        seen["status"], seen["headers"] = status, dict(headers)
+        return lambda data: None
+
+    result = mw(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    return seen["status"], seen["headers"], body
+
+
+def timed(mw: Any, path: str, cookie: str | None = None) -> tuple[str, dict[str, str], bytes]:
+    started = time.monotonic()
+    answer = request(mw, path, cookie)
+    elapsed = time.monotonic() - started
+    assert elapsed < BOUND, f"{path} took {elapsed:.2f} s while Redis was away"
+    return answer
+
+
+def login(mw: Any) -> str:
+    status, headers, body = request(mw, "/write")
+    assert (status, body) == ("200 OK", b"1")
+    return headers["Set-Cookie"].split(";")[0]
+
+
+def test_fail_closed_server_stopped_then_restarted(server: RedisServer, store: RedisStore) -> None:
+    mw = satchel.SessionMiddleware(app, store=store)
+    cookie = login(mw)
+    server.stop()
+    status, _, body = timed(mw, "/plain", cookie)
+    assert (status, body) == ("200 OK", b"plain")  # an untouched session needs no store
+    status, headers, _ = timed(mw, "/read", cookie)
+    assert status == "503 Service Unavailable" and "Set-Cookie" not in headers
+    status, headers, _ = timed(mw, "/write")
+    assert status == "503 Service Unavailable" and "Set-Cookie" not in headers
+
+    server.start()  # same port, empty (no persistence): the old session is gone
+    status, _, body = request(mw, "/read", cookie)
+    assert (status, body) == ("200 OK", b"None")
+    cookie = login(mw)  # the same middleware and store serve again
+    assert request(mw, "/write", cookie)[2] == b"2"
+    assert request(mw, "/read", cookie)[2] == b"2"
+
+
+def test_fail_open_serves_anonymously_without_a_cookie(
+    server: RedisServer, store: RedisStore
+) -> None:
+    mw = satchel.SessionMiddleware(app, store=store, on_unavailable="fail_open")
+    cookie = login(mw)
+    server.stop()
+    status, headers, body = timed(mw, "/read", cookie)
+    assert (status, body) == ("200 OK", b"None") and "Set-Cookie" not in headers
+    status, headers, body = timed(mw, "/write", cookie)
+    assert (status, body) == ("200 OK", b"1") and "Set-Cookie" not in headers
+    status, headers, body = timed(mw, "/write")
+    assert status == "200 OK" and "Set-Cookie" not in headers
+
+    server.start()
+    cookie = login(mw)
+    assert request(mw, "/write", cookie)[2] == b"2"
+
+
+def test_frozen_server_times_out_then_recovers(server: RedisServer, store: RedisStore) -> None:
+    # SIGSTOP: connections still open, nothing answers — the case where only timeouts help.
+    mw = satchel.SessionMiddleware(app, store=store)
+    cookie = login(mw)
+    assert server.proc is not None
+    pid = server.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        status, _, body = timed(mw, "/plain", cookie)
+        assert (status, body) == ("200 OK", b"plain")
+        started = time.monotonic()
+        status, _, _ = timed(mw, "/read", cookie)
+        assert status == "503 Service Unavailable"
+        assert time.monotonic() - started >= TIMEOUT * 0.9  # it did wait for the timeout
+        with pytest.raises(satchel.StoreTimeout):
+            store.load(cookie.split("=", 1)[1])
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert request(mw, "/write", cookie)[2] == b"2"  # the session survived the freeze

@@ -1,0 +1,336 @@
+"""RedisStore on one private redis-server: the store contract, its layout, round trips counted
+with MONITOR, fork safety, URLs and outages."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import satchel
+from satchel import Changes, StoreTimeout, StoreUnavailable
+from satchel.ids import new_id
+from satchel.stores.redis import RedisStore
+
+from .contract import StoreContract, meta, put
+from .servers import LOOPBACK, free_port
+from .servers.redis import CommandLog, RedisServer, RedisTLSServer, running_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with running_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def store(server: RedisServer) -> Iterator[RedisStore]:
+    server.flush()
+    with RedisStore(LOOPBACK, server.port) as store:
+        yield store
+
+
+class TestRedisStore(StoreContract):
+    @pytest.fixture
+    def store_spec(self, server: RedisServer) -> tuple[str, dict[str, Any]]:
+        return server.url, {}
+
+
+# -- layout ------------------------------------------------------------------------------------
+
+def test_session_is_one_hash_with_prefixed_fields_and_native_ttl(store: RedisStore) -> None:
+    sid = new_id()
+    now = time.time()
+    # a user key that looks like metadata must not collide with it
+    store.save(sid, Changes(set={"a": "1", "m:created": '"mine"'}), meta(now, ttl=600))
+    raw = redis.Redis(port=store.client().get_connection_kwargs()["port"], decode_responses=True)
+    key = f"satchel:s:{{{sid}}}"
+    try:
+        assert raw.type(key) == "hash"
+        assert raw.hgetall(key) == {
+            "d:a": "1", "d:m:created": '"mine"', "m:created": repr(now),
+            "m:accessed": repr(now), "m:expires": repr(now + 600),
+        }
+        assert raw.pexpiretime(key) == int((now + 600) * 1000)
+    finally:
+        raw.close()
+    record = store.load(sid)
+    assert record is not None and record.data == {"a": "1", "m:created": '"mine"'}
+
+
+def test_prefix_keeps_stores_apart(server: RedisServer, store: RedisStore) -> None:
+    with RedisStore(LOOPBACK, server.port, prefix="other*[app]:") as other:
+        mine, theirs = new_id(), new_id()
+        put(store, mine, {"a": "1"})
+        put(other, theirs, {"a": "1"})
+        assert list(store.ids()) == [mine]
+        assert list(other.ids()) == [theirs]
+        assert other.load(mine) is None
+
+
+def test_prefix_with_braces_is_refused() -> None:
+    with pytest.raises(satchel.ConfigurationError, match="braces"):
+        RedisStore(prefix="app{1}:")
+
+
+def test_an_existing_client_is_used_and_left_open(server: RedisServer) -> None:
+    with pytest.raises(satchel.ConfigurationError, match="decode_responses"):
+        RedisStore(client=redis.Redis(port=server.port))
+    client = redis.Redis(port=server.port, decode_responses=True)
+    try:
+        with RedisStore(client=client) as store:
+            put(store, "c" * 43, {"a": "1"})
+        assert client.exists("satchel:s:{" + "c" * 43 + "}") == 1  # still usable
+    finally:
+        client.close()
+
+
+def test_sessions_with_thousands_of_keys(store: RedisStore) -> None:
+    # beyond the stack limit of Lua's unpack(), which the script works around in chunks
+    sid = new_id()
+    data = {f"k{i}": str(i) for i in range(9000)}
+    put(store, sid, data)
+    store.save(sid, Changes(deleted=frozenset(f"k{i}" for i in range(8000)), create=False),
+               meta())
+    record = store.load(sid)
+    assert record is not None and record.data == {f"k{i}": str(i) for i in range(8000, 9000)}
+
+
+def test_stale_user_index_members_are_removed(store: RedisStore) -> None:
+    kept, deleted, moved, expired = (new_id() for _ in range(4))
+    for sid in (kept, deleted, moved):
+        put(store, sid, {"a": "1"}, user="ana")
+    now = time.time()
+    store.save(expired, Changes(set={"a": "1"}), meta(now - 100, ttl=99, user="ana"))
+    store.delete(deleted)
+    store.save(moved, Changes(create=False), meta(user="bob"))
+    client = store.client()
+    assert len(client.smembers("satchel:u:{ana}")) == 4  # maintained lazily
+    assert store.purge() == 0  # Redis expires sessions itself; purge only cleans the index
+    assert client.smembers("satchel:u:{ana}") == {kept}
+    assert store.user_sessions("ana") == [kept]
+    assert store.user_sessions("bob") == [moved]
+
+
+def test_script_cache_flushed_falls_back_to_eval(store: RedisStore) -> None:
+    sid = new_id()
+    store.client().script_flush()
+    put(store, sid, {"a": "1"}, user="ana")
+    store.client().script_flush()
+    assert store.touch(sid, time.time(), time.time() + 60) is True
+    record = store.load(sid)
+    assert record is not None and record.data == {"a": "1"} and record.user == "ana"
+
+
+# -- round trips, counted -------------------------------------------------------------------
+
+def _warm(store: RedisStore) -> None:
+    """Open the pooled connection and cache the scripts: the first use of each after a server
+    (re)start costs a connection handshake and one EVAL after the NOSCRIPT answer."""
+    sid = new_id()
+    put(store, sid, {"a": "1"})
+    store.touch(sid, time.time(), time.time() + 60)
+    store.delete(sid)
+
+
+def test_round_trips_of_each_operation(server: RedisServer, store: RedisStore) -> None:
+    sid = new_id()
+    _warm(store)
+    with CommandLog(server.port) as log:
+        put(store, sid, {"a": "1", "b": "2"}, user="ana")
+    assert log.calls == ["EVALSHA"]
+    assert log.lua == ["EXISTS", "HSET", "PEXPIREAT", "SADD"]
+    with CommandLog(server.port) as log:
+        store.save(sid, Changes(set={"a": "10"}, deleted=frozenset({"b"}), create=False), meta())
+    assert log.calls == ["EVALSHA"]
+    assert log.lua == ["EXISTS", "HDEL", "HSET", "PEXPIREAT"]  # HDEL b and m:user
+    with CommandLog(server.port) as log:
+        store.save(sid, Changes(set={"z": "1"}, cleared=True, create=False), meta())
+    assert log.calls == ["EVALSHA"]
+    assert log.lua == ["EXISTS", "DEL", "HDEL", "HSET", "PEXPIREAT"]
+    with CommandLog(server.port) as log:
+        assert store.load(sid) is not None
+    assert log.calls == ["HGETALL"]
+    with CommandLog(server.port) as log:
+        assert store.touch(sid, time.time(), time.time() + 60) is True
+    assert log.calls == ["EVALSHA"] and log.lua == ["EXISTS", "HSET", "PEXPIREAT"]
+    with CommandLog(server.port) as log:
+        assert store.touch(new_id(), time.time(), time.time() + 60) is False
+    assert log.calls == ["EVALSHA"] and log.lua == ["EXISTS"]
+    with CommandLog(server.port) as log:
+        assert store.delete(sid) is True
+    assert log.calls == ["DEL"]
+
+
+def _request(app: Any, path: str, cookie: str | None = None) -> tuple[str, dict[str, str], bytes]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+        "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http", "wsgi.input": None, "wsgi.errors": None,
+        "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
+    }
+    if cookie:
+        environ["HTTP_COOKIE"] = cookie
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        seen["status"], seen["headers"] = status, dict(headers)
+        return lambda data: None
+
+    result = app(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    return seen["status"], seen["headers"], body
+
+
+def _session_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    session = environ["satchel.session"]
+    path = environ["PATH_INFO"]
+    body = b"plain"
+    if path == "/write":
+        session["n"] = session.get("n", 0) + 1
+        body = str(session["n"]).encode()
+    elif path == "/read":
+        body = str(session.get("n")).encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+def test_round_trips_of_requests_through_the_middleware(
+    server: RedisServer, store: RedisStore
+) -> None:
+    clock = [time.time()]
+    app = satchel.SessionMiddleware(_session_app, store=store, clock=lambda: clock[0])
+    _warm(store)
+    with CommandLog(server.port) as log:
+        status, headers, body = _request(app, "/write")
+    assert (status, body) == ("200 OK", b"1")
+    assert log.calls == ["EVALSHA"]  # a new session: nothing to load, one save
+    cookie = headers["Set-Cookie"].split(";")[0]
+    with CommandLog(server.port) as log:
+        assert _request(app, "/plain", cookie)[2] == b"plain"
+    assert log.calls == []  # untouched session: no command at all
+    with CommandLog(server.port) as log:
+        assert _request(app, "/read", cookie)[2] == b"1"
+    assert log.calls == ["HGETALL"]  # read only, no touch due
+    with CommandLog(server.port) as log:
+        assert _request(app, "/write", cookie)[2] == b"2"
+    assert log.calls == ["HGETALL", "EVALSHA"]
+    clock[0] += 120  # past the touch interval
+    with CommandLog(server.port) as log:
+        assert _request(app, "/read", cookie)[2] == b"2"
+    assert log.calls == ["HGETALL", "EVALSHA"] and log.lua[-1] == "PEXPIREAT"
+
+
+# -- fork safety -------------------------------------------------------------------------------
+
+def test_fork_child_never_uses_the_parents_connection(store: RedisStore) -> None:
+    sid = new_id()
+    put(store, sid, {"a": "1"})
+    parent_conn = store.client().client_id()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: use the store, report, and leave without running any cleanup
+        code = 1
+        try:
+            os.close(reader)
+            record = store.load(sid)
+            store.save(sid, Changes(set={"child": '"yes"'}, create=False), meta())
+            report = {"conn": store.client().client_id(),
+                      "a": record.data["a"] if record else None}
+            os.write(writer, json.dumps(report).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        report = json.loads(pipe.read() or b"{}")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert report["a"] == "1"
+    assert report["conn"] != parent_conn  # the child opened its own connection
+    assert store.client().client_id() == parent_conn  # the parent's socket is intact
+    record = store.load(sid)
+    assert record is not None and record.data == {"a": "1", "child": '"yes"'}
+
+
+# -- URLs and options --------------------------------------------------------------------------
+
+def test_open_store_urls(server: RedisServer) -> None:
+    url = f"redis://{LOOPBACK}:{server.port}/3?prefix=app:&max_connections=7&timeout=1.5"
+    with satchel.open_store(url) as store:
+        assert isinstance(store, RedisStore) and store.prefix == "app:"
+        kwargs = store.client().get_connection_kwargs()
+        assert (kwargs["db"], kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (
+            3, 1.5, 2.0)
+        assert store.client().connection_pool.max_connections == 7
+        put(store, "x" * 43, {"a": "1"})
+        assert store.load("x" * 43) is not None
+    with satchel.open_store("rediss://u%40s:p%3Aw@example.invalid:6390/1") as tls:
+        kwargs = tls.client().get_connection_kwargs()
+        assert tls.client().connection_pool.connection_class is redis.SSLConnection
+        assert (kwargs["username"], kwargs["password"], kwargs["port"]) == ("u@s", "p:w", 6390)
+        assert "p:w" not in repr(tls)
+    with satchel.open_store("redis+cluster://h1:7000,[::1]:7001") as cluster:
+        assert isinstance(cluster, RedisStore) and cluster.is_cluster
+
+
+def test_rediss_speaks_tls_and_verifies_the_certificate() -> None:
+    with RedisTLSServer() as tls:
+        assert isinstance(tls, RedisTLSServer)
+        with satchel.open_store(tls.url) as store:
+            put(store, "t" * 43, {"a": "1"})
+            record = store.load("t" * 43)
+            assert record is not None and record.data == {"a": "1"}
+        # without the CA the self-signed certificate is refused: verification is on by default
+        untrusted = f"rediss://{LOOPBACK}:{tls.port}/0?timeout=1&connect_timeout=1"
+        with satchel.open_store(untrusted) as store, pytest.raises(StoreUnavailable) as info:
+            store.load("t" * 43)
+        assert "certificate" in str(info.value.__cause__).lower()
+
+
+@pytest.mark.parametrize("url", [
+    "redis://h:1/x", "redis://h:1/0?bogus=1", "redis://h:notaport", "redis://a:1,b:2",
+    "redis://h/0?timeout=soon", "redis+cluster:///", "redis+cluster://h:1/2",
+    "redis://h/0?max_connections=0", "redis://h/0?timeout=0",
+])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(satchel.ConfigurationError):
+        satchel.open_store(url)
+
+
+# -- outages -----------------------------------------------------------------------------------
+
+def test_server_down_raises_store_unavailable_fast() -> None:
+    with RedisStore(LOOPBACK, free_port(), connect_timeout=0.5, timeout=0.5) as store:
+        for call in (lambda: store.load(new_id()), lambda: put(store, new_id(), {"a": "1"}),
+                     lambda: store.touch(new_id(), 0, 1), store.count):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as info:
+                call()
+            assert time.monotonic() - started < 1.5
+            assert isinstance(info.value.__cause__, redis.ConnectionError)
+            assert not isinstance(info.value, StoreTimeout)
+
+
+def test_silent_server_raises_store_timeout_within_the_timeout() -> None:
+    # A socket that accepts connections (the kernel completes them) and never answers.
+    with socket.socket() as silent:
+        silent.bind((LOOPBACK, 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with RedisStore(LOOPBACK, port, connect_timeout=0.3, timeout=0.3) as store:
+            started = time.monotonic()
+            with pytest.raises(StoreTimeout) as info:
+                store.load(new_id())
+            assert time.monotonic() - started < 1.5
+            assert isinstance(info.value.__cause__, redis.TimeoutError)
