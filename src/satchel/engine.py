@@ -4,10 +4,14 @@ The engine opens sessions (lazily: the store is read on the application's first 
 the end of the request asks the manager for a decision and carries it out against the store.
 Front doors hold an engine and stay thin; the async front door runs the same engine methods
 through a thread offload.
+
+A client-side store (``store.client_side``) holds no records by id: the client's value is opened
+instead of loaded, and every save or touch seals the whole session into a new value to set.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -16,9 +20,9 @@ from typing import Any
 from .codec import Codec
 from .errors import StoreUnavailable
 from .manager import Action, CookieOp, Decision, SessionManager
-from .record import SessionMeta
+from .record import SessionMeta, SessionRecord
 from .session import Session
-from .stores.base import Store
+from .stores.base import Store, is_client_side
 
 __all__ = ["FAIL_CLOSED", "FAIL_OPEN", "SessionEngine"]
 
@@ -52,6 +56,7 @@ class SessionEngine:
 
             raise ConfigurationError("on_unavailable must be 'fail_closed' or 'fail_open'")
         self.store = store
+        self.sealer = store if is_client_side(store) else None
         self.manager = manager
         self.codec = codec
         self.fail_open = on_unavailable == FAIL_OPEN
@@ -62,14 +67,26 @@ class SessionEngine:
         return Session(self.codec, self.clock(), opener, request)
 
     def load(self, session: Session, raw_id: str | None) -> None:
-        """Fill ``session`` from the store, given the id the client sent (unvalidated)."""
+        """Fill ``session`` from the store, given the value the client sent (unvalidated).
+
+        The value is an id, or for a client-side store the sealed session itself.
+        """
         manager = self.manager
-        sid = manager.client_id(raw_id)
-        session.client_id = sid
-        if sid is None:
-            return
+        sealer = self.sealer
+        record: SessionRecord | None
         try:
-            record = self.store.load(sid)
+            if sealer is None:
+                sid = manager.client_id(raw_id)
+                session.client_id = sid
+                if sid is None:
+                    return
+                record = self.store.load(sid)
+            else:
+                opened = sealer.open(raw_id, session._now) if raw_id else None
+                if opened is None:
+                    return
+                sid, record = opened
+                session.client_id = sid
         except StoreUnavailable:
             if not self.fail_open:
                 raise
@@ -83,19 +100,36 @@ class SessionEngine:
             return
         session._attach(sid, record)
 
-    def commit(self, session: Session, *, failed: bool = False) -> Decision:
+    def commit(self, session: Session, *, failed: bool = False,
+               overhead: Callable[[Decision], int] | None = None) -> Decision:
         """Decide and carry out the end of the request; return the decision to render.
 
         Safe to call more than once (a streaming response may change the session after the
         headers left): each call sends only what changed since the previous one.
+
+        Args:
+            overhead: for a client-side store, the bytes the transport will add around the
+                sealed value of a decision (``Transport.overhead``); None counts none.
+
+        Raises:
+            SessionTooLarge: a client-side store cannot fit the session in the client's value.
         """
         decision = self.manager.finish(session, self.clock(), failed=failed)
         if decision.action is Action.NOTHING and not decision.discard:
             return decision
         store = self.store
+        sealer = self.sealer
         try:
             action = decision.action
-            if action is Action.SAVE:
+            if sealer is not None and action in (Action.SAVE, Action.TOUCH):
+                # The client holds the session: writing it means sealing all of it anew.
+                sid, meta = _target(decision)
+                changes = decision.changes
+                data = session._orig if changes is None else changes.apply(session._orig)
+                token = sealer.seal(sid, data, meta, 0 if overhead is None else overhead(decision))
+                decision = dataclasses.replace(decision, cookie=CookieOp.SET, token=token)
+                session._saved(sid, changes, meta)
+            elif action is Action.SAVE:
                 sid, meta = _target(decision)
                 changes = decision.changes
                 if changes is not None and not store.save(sid, changes, meta):

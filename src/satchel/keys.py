@@ -23,7 +23,7 @@ MIN_SECRET_BYTES = 16
 
 
 def derive_key(secret: bytes, purpose: str, length: int = 32) -> bytes:
-    """HKDF (RFC 5869) with SHA-256, empty salt, ``purpose`` as info."""
+    """HKDF (RFC 5869) with SHA-256, salt ``b"satchel"``, ``purpose`` as info."""
     prk = hmac.new(b"satchel", secret, hashlib.sha256).digest()
     out = b""
     block = b""

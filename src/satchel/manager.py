@@ -42,7 +42,11 @@ class CookieOp(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The manager's verdict on one request's session."""
+    """The manager's verdict on one request's session.
+
+    ``token`` is set by the engine for a client-side store: the sealed session the client must
+    hold instead of the bare ``sid``.
+    """
 
     action: Action
     sid: str | None = None
@@ -52,6 +56,12 @@ class Decision:
     cookie: CookieOp = CookieOp.KEEP
     max_age: int | None = None
     vary: bool = False
+    token: str | None = None
+
+    @property
+    def value(self) -> str | None:
+        """What the client is sent to hold: the sealed token, else the id."""
+        return self.sid if self.token is None else self.token
 
 
 NOTHING = Decision(Action.NOTHING)

@@ -35,6 +35,13 @@ class Transport(Protocol):
     def render(self, decision: Decision, *, https: bool, script_name: str) -> list[tuple[str, str]]:
         """The response headers that carry ``decision`` to the client."""
 
+    def overhead(self, decision: Decision, *, https: bool, script_name: str) -> int:
+        """Bytes the header carrying ``decision``'s value adds around that value.
+
+        A client-side store counts them against its size limit (a cookie's name and attributes
+        share the 4096 bytes of RFC 6265 section 6.1 with its value).
+        """
+
 
 class CookieTransport:
     """The id in a cookie (the default).
@@ -120,18 +127,28 @@ class CookieTransport:
             headers.append(("Vary", "Cookie"))
         if op is CookieOp.KEEP:
             return headers
-        path = self.path or (quote(script_name, safe="/:@!$&'()*+,;=-._~") or "/")
-        secure = https if self.secure is None else self.secure
         if op is CookieOp.SET:
-            value = f"{self.name}={decision.sid}; Path={path}{self._tail}"
-            if decision.max_age is not None:
-                value += f"; Max-Age={decision.max_age}"
+            value = self._set_cookie(decision.value, decision.max_age, https, script_name)
         else:
-            value = f"{self.name}=; Path={path}{self._tail}; Max-Age=0; Expires={_REVOKED}"
-        if secure:
-            value += "; Secure"
+            value = self._set_cookie("", None, https, script_name, revoke=True)
         headers.append(("Set-Cookie", value))
         return headers
+
+    def overhead(self, decision: Decision, *, https: bool, script_name: str) -> int:
+        return len(self._set_cookie("", decision.max_age, https, script_name).encode())
+
+    def _set_cookie(self, value: str | None, max_age: int | None, https: bool,
+                    script_name: str, *, revoke: bool = False) -> str:
+        path = self.path or (quote(script_name, safe="/:@!$&'()*+,;=-._~") or "/")
+        header = f"{self.name}={value or ''}; Path={path}{self._tail}"
+        if revoke:
+            header += f"; Max-Age=0; Expires={_REVOKED}"
+        elif max_age is not None:
+            header += f"; Max-Age={max_age}"
+        secure = https if self.secure is None else self.secure
+        if secure:
+            header += "; Secure"
+        return header
 
 
 class QueryTransport:
@@ -168,6 +185,9 @@ class QueryTransport:
     def render(self, decision: Decision, *, https: bool, script_name: str) -> list[tuple[str, str]]:
         return []
 
+    def overhead(self, decision: Decision, *, https: bool, script_name: str) -> int:
+        return 0
+
 
 class HeaderTransport:
     """The id in a request header, answered in the same response header (for APIs).
@@ -192,10 +212,13 @@ class HeaderTransport:
         if decision.vary:
             headers.append(("Vary", self.header_name))
         if decision.cookie is CookieOp.SET:
-            headers.append((self.header_name, decision.sid or ""))
+            headers.append((self.header_name, decision.value or ""))
         elif decision.cookie is CookieOp.REVOKE:
             headers.append((self.header_name, ""))
         return headers
+
+    def overhead(self, decision: Decision, *, https: bool, script_name: str) -> int:
+        return 0
 
 
 def make_transport(

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
 
 from .config import Settings
-from .errors import StoreUnavailable
+from .errors import ConfigurationError, StoreUnavailable
 from .ids import new_id
 from .keys import SecretLike
-from .manager import Action, CookieOp
+from .manager import Action, CookieOp, Decision
 from .purge import Purger
 from .session import Session
 from .stores import Store
+from .stores.base import is_client_side
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -70,6 +71,11 @@ class SessionMiddleware:
         else:
             self._source = "HTTP_" + self.transport.header_name.upper().replace("-", "_")
         self._redirect = source == "query"
+        if self._redirect and is_client_side(self.store):
+            raise ConfigurationError(
+                "a client-side store needs the cookie or header transport: "
+                "a sealed session cannot travel in links"
+            )
         self.purger: Purger | None = None
         if settings.auto_purge_every:
             self.purger = Purger(self.engine.purge, settings.auto_purge_every)
@@ -170,12 +176,15 @@ class _Call:
         headers = self.headers
         session = self.session
         if session.touched and not self.failed:
-            decision = self.mw.engine.commit(session)
-            extra = self.mw.transport.render(
-                decision,
-                https=self.environ.get("wsgi.url_scheme") == "https",
-                script_name=self.environ.get("SCRIPT_NAME", ""),
-            )
+            transport = self.mw.transport
+            https = self.environ.get("wsgi.url_scheme") == "https"
+            script_name = self.environ.get("SCRIPT_NAME", "")
+
+            def overhead(decision: Decision) -> int:
+                return transport.overhead(decision, https=https, script_name=script_name)
+
+            decision = self.mw.engine.commit(session, overhead=overhead)
+            extra = transport.render(decision, https=https, script_name=script_name)
             if extra:
                 headers = [*headers, *extra]
         self.sent = True

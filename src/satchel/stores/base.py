@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 from urllib.parse import SplitResult, parse_qsl
 
 from ..errors import ConfigurationError
 from ..record import Changes, SessionMeta, SessionRecord
 
-__all__ = ["BaseStore", "Store", "now_or", "url_options"]
+__all__ = ["BaseStore", "ClientSideStore", "Store", "is_client_side", "now_or", "url_options"]
 
 
 @runtime_checkable
@@ -26,7 +26,9 @@ class Store(Protocol):
     Capabilities are class attributes so that the middleware and tests can read them:
     ``thread_safe`` (one instance may serve several threads), ``multiprocess_safe`` (several
     processes may share the data) and ``native_expiry`` (the engine drops expired records by
-    itself, so ``purge`` has little or nothing to do).
+    itself, so ``purge`` has little or nothing to do).  A store whose sessions travel in the
+    client's cookie says ``client_side = True`` and follows :class:`ClientSideStore` instead of
+    being loaded and saved by id.
     """
 
     thread_safe: bool
@@ -84,12 +86,45 @@ class Store(Protocol):
     ) -> None: ...
 
 
+class ClientSideStore(Store, Protocol):
+    """A store that keeps each session in the value the client holds (a sealed cookie).
+
+    The engine opens the client's value instead of loading by id, and seals the whole session
+    into a new value instead of saving changes: every save or touch sends a new value.  ``delete``
+    still receives the ids of discarded sessions (for anything the store keeps server-side).
+    """
+
+    client_side: bool
+
+    def open(self, token: str, now: float) -> tuple[str, SessionRecord] | None:
+        """The session id and record sealed in ``token``, or None.
+
+        None for anything this store did not seal, cannot open, or that is dead at ``now``:
+        never an exception for a bad value.  Raises ``StoreUnavailable`` only when a backend it
+        consults cannot answer.
+        """
+
+    def seal(self, sid: str, data: dict[str, str], meta: SessionMeta, overhead: int = 0) -> str:
+        """The value that carries the whole session to the client.
+
+        ``overhead`` is how many bytes the transport adds around the value in the header it
+        sends (cookie name and attributes), counted against the store's size limit.  Raises
+        ``SessionTooLarge`` rather than produce a value the client would drop.
+        """
+
+
+def is_client_side(store: Store) -> TypeGuard[ClientSideStore]:
+    """True for a store whose sessions live in the client's value (see ``ClientSideStore``)."""
+    return getattr(store, "client_side", False) is True
+
+
 class BaseStore:
     """Shared plumbing for stores: context management, defaults built on the abstract methods."""
 
     thread_safe = True
     multiprocess_safe = False
     native_expiry = False
+    client_side = False
 
     def load(self, sid: str) -> SessionRecord | None:
         raise NotImplementedError
