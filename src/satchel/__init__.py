@@ -37,14 +37,19 @@ __all__ = [
     "CodecError",
     "ConfigurationError",
     "CookieOp",
+    "CookieStore",
     "CookieTransport",
     "Decision",
     "FileStore",
     "HeaderTransport",
     "JSONCodec",
+    "MemcachedStore",
     "MemoryStore",
+    "MySQLStore",
     "PickleCodec",
+    "PostgresStore",
     "QueryTransport",
+    "RedisStore",
     "SQLiteStore",
     "SatchelError",
     "Secret",
@@ -67,14 +72,23 @@ __all__ = [
 ]
 
 
+_LAZY = {
+    "FileStore": "satchel.stores.file",
+    "SQLiteStore": "satchel.stores.sqlite",
+    "RedisStore": "satchel.stores.redis",
+    "PostgresStore": "satchel.stores.postgres",
+    "MySQLStore": "satchel.stores.mysql",
+    "MemcachedStore": "satchel.stores.memcached",
+    "CookieStore": "satchel.stores.cookie",
+}
+
+
 def __getattr__(name: str) -> object:
-    # Stores beyond memory are imported on first use, keeping ``import satchel`` light.
-    if name == "FileStore":
-        from .stores.file import FileStore
+    # Stores beyond memory are imported on first use: ``import satchel`` stays light, and a
+    # server store's client library is needed only by those who use that store.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'satchel' has no attribute {name!r}")
+    import importlib
 
-        return FileStore
-    if name == "SQLiteStore":
-        from .stores.sqlite import SQLiteStore
-
-        return SQLiteStore
-    raise AttributeError(f"module 'satchel' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

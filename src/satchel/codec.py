@@ -51,6 +51,7 @@ class Codec(Protocol):
 # -- JSON with tags ----------------------------------------------------------------------------
 
 _JSON_DIRECT = frozenset({str, int, float, bool, type(None)})
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
 _SUPPORTED_TYPES = frozenset(
     {str, int, float, bool, type(None), list, dict, tuple, set, frozenset, bytes,
      _dt.datetime, _dt.date, _dt.time, decimal.Decimal, uuid.UUID}
@@ -152,8 +153,10 @@ class JSONCodec:
 
     def encode(self, key: str, value: Any) -> str:
         cls = type(value)
+        if cls is str:  # the common case, straight to the C string encoder
+            return _encode_str(value)
         try:
-            if cls is str or cls is int or cls is bool or value is None:
+            if cls is int or cls is bool or value is None:
                 return self._dumps(value)
             return self._dumps(_tag(value))
         except _Unsupported as exc:
@@ -163,6 +166,11 @@ class JSONCodec:
             raise TypeError(message) from None
 
     def decode(self, text: str) -> Any:
+        # A JSON string with no escapes is its own content between the quotes.
+        if text[:1] == '"' and len(text) > 1 and text[-1] == '"' and "\\" not in text:
+            inner = text[1:-1]
+            if '"' not in inner:
+                return inner
         try:
             return self._loads(text)
         except (ValueError, TypeError, LookupError, ArithmeticError, RecursionError) as exc:

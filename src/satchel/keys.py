@@ -39,6 +39,8 @@ class Secret:
     """One or more secret keys; the first is current, the others are still accepted."""
 
     __slots__ = ("_derived", "_keys")
+    _keys: tuple[bytes, ...]
+    _derived: dict[tuple[str, int], tuple[bytes, ...]]
 
     def __init__(self, value: SecretLike) -> None:
         if isinstance(value, Secret):
@@ -56,7 +58,7 @@ class Secret:
                     "(use secrets.token_urlsafe(32) to make one)"
                 )
         self._keys = keys
-        self._derived: dict[tuple[str, int], tuple[bytes, ...]] = {}
+        self._derived = {}
 
     @property
     def keys(self) -> tuple[bytes, ...]:

@@ -40,7 +40,7 @@ class CookieOp(enum.Enum):
     REVOKE = "revoke"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     """The manager's verdict on one request's session.
 
@@ -152,31 +152,27 @@ class SessionManager:
             # run anonymously: do not overwrite the client's real session or its cookie.
             return Decision(Action.NOTHING, vary=True)
         discard = tuple(session._discard)
-        sid = session._sid
         has_data = bool(session._data)
-        existing = session._loaded_id is not None
+        created = session._created
+        sid = session._loaded_id  # an existing session keeps the id it was loaded under
 
-        if not existing:
+        if sid is None:
             if not has_data:
-                stale = session._revoke or (
-                    session.client_id is not None and session.client_id not in discard
-                ) or bool(discard)
+                stale = session._revoke or bool(discard) or session.client_id is not None
                 return Decision(Action.NOTHING, discard=discard,
                                 cookie=CookieOp.REVOKE if stale else CookieOp.KEEP, vary=True)
-            if sid is None:
-                sid = session._sid = new_id()
-            changes = session._changes() or Changes(set={}, create=True)
-            created = session._created
+            new_sid = session._sid
+            if new_sid is None:
+                new_sid = session._sid = new_id()
+            first = session._changes() or Changes(create=True)
             meta = SessionMeta(created, now, self._expiry(created, now), session._user)
-            return Decision(Action.SAVE, sid, changes, meta, discard, CookieOp.SET,
+            return Decision(Action.SAVE, new_sid, first, meta, discard, CookieOp.SET,
                             self._max_age(meta.expires, now), True)
 
-        sid = session._loaded_id  # an existing session keeps the id it was loaded under
         if not has_data:
             return Decision(Action.DELETE, sid, discard=(*discard, sid),
                             cookie=CookieOp.REVOKE, vary=True)
         changes = session._changes()
-        created = session._created
         if changes is not None:
             meta = SessionMeta(created, now, self._expiry(created, now), session._user)
             return Decision(Action.SAVE, sid, changes, meta, discard, self._refresh(),
@@ -186,6 +182,8 @@ class SessionManager:
             meta = SessionMeta(created, now, expires, session._user)
             return Decision(Action.TOUCH, sid, None, meta, discard, self._refresh(),
                             self._max_age(expires, now), True)
+        if not discard:
+            return Decision(Action.NOTHING, sid, vary=True)
         return Decision(Action.NOTHING, sid, discard=discard, vary=True)
 
     def _refresh(self) -> CookieOp:
@@ -194,7 +192,9 @@ class SessionManager:
         return CookieOp.SET if self.persistent else CookieOp.KEEP
 
     def _max_age(self, expires: float, now: float) -> int | None:
-        if not self.persistent or math.isinf(expires):
+        if not self.persistent:
+            return None
+        if math.isinf(expires):
             return None
         return max(0, int(expires - now))
 

@@ -31,7 +31,7 @@ class SessionRecord:
     user: str | None = None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class SessionMeta:
     """The times and user a save or touch writes alongside the data."""
 
@@ -41,7 +41,7 @@ class SessionMeta:
     user: str | None = None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Changes:
     """Per-key changes to apply against what is stored *now*.
 

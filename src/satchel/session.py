@@ -32,15 +32,6 @@ _IMMUTABLE = frozenset({
 })
 
 
-class _Raw:
-    """An encoded value not decoded yet."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
 Opener = Callable[["Session", Any], None]
 
 
@@ -52,7 +43,8 @@ class Session(MutableMapping[str, Any]):
     """
 
     __slots__ = (
-        "_accessed", "_cleared", "_codec", "_created", "_data", "_degraded", "_deleted",
+        "_accessed", "_cleared", "_codec", "_created", "_data", "_decoded", "_degraded",
+        "_deleted",
         "_discard", "_loaded_id", "_now", "_opener", "_orig", "_request", "_revoke",
         "_rotated", "_set", "_sid", "_user", "_user_changed", "_watch", "client_id",
         "touched",
@@ -68,7 +60,10 @@ class Session(MutableMapping[str, Any]):
         self.client_id: str | None = None
         self._sid: str | None = None
         self._loaded_id: str | None = None
+        # _data maps each key to its value: decoded for keys in _decoded, still the stored text
+        # for the others (decoding waits for a read).  _orig keeps the stored texts.
         self._data: dict[str, Any] = {}
+        self._decoded: set[str] = set()
         self._orig: dict[str, str] = {}
         self._watch: set[str] = set()
         self._set: set[str] = set()
@@ -99,7 +94,7 @@ class Session(MutableMapping[str, Any]):
             return
         self._sid = self._loaded_id = sid
         self._orig = record.data
-        self._data = {k: _Raw(v) for k, v in record.data.items()}
+        self._data = record.data.copy()
         self._created = record.created
         self._accessed = record.accessed
         self._user = record.user
@@ -110,21 +105,22 @@ class Session(MutableMapping[str, Any]):
         if self._opener is not None or not self.touched:
             self._ensure()
         value = self._data[key]
-        if type(value) is _Raw:
+        if key not in self._decoded:
             value = self._decode(key, value)
         if type(value) not in _IMMUTABLE:
             self._watch.add(key)
         return value
 
-    def _decode(self, key: str, raw: _Raw) -> Any:
+    def _decode(self, key: str, text: str) -> Any:
         try:
-            value = self._codec.decode(raw.text)
+            value = self._codec.decode(text)
         except CodecError:
             # Unreadable (corrupt, or signed with a retired key): the key reads as absent.
             del self._data[key]
             self._deleted.add(key)
             raise KeyError(key) from None
         self._data[key] = value
+        self._decoded.add(key)
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -134,6 +130,7 @@ class Session(MutableMapping[str, Any]):
         if self._opener is not None or not self.touched:
             self._ensure()
         self._data[key] = value
+        self._decoded.add(key)
         self._set.add(key)
         self._deleted.discard(key)
 
@@ -170,6 +167,7 @@ class Session(MutableMapping[str, Any]):
         if self._opener is not None or not self.touched:
             self._ensure()
         self._data = {}
+        self._decoded = set()
         self._watch = set()
         self._set = set()
         self._deleted = set()
@@ -236,7 +234,7 @@ class Session(MutableMapping[str, Any]):
         """
         self._ensure()
         for key, value in list(self._data.items()):
-            if type(value) is _Raw:
+            if key not in self._decoded:
                 try:
                     self._decode(key, value)
                 except KeyError:
@@ -262,6 +260,7 @@ class Session(MutableMapping[str, Any]):
         self._loaded_id = None
         self._sid = None
         self._data = {}
+        self._decoded = set()
         self._orig = {}
         self._watch = set()
         self._set = set()
@@ -326,10 +325,7 @@ class Session(MutableMapping[str, Any]):
         for key in self._watch:
             if key in out or key not in data:
                 continue
-            value = data[key]
-            if type(value) is _Raw:
-                continue
-            text = codec.encode(key, value)
+            text = codec.encode(key, data[key])
             if text != orig.get(key):
                 out[key] = text
         deleted = frozenset(self._deleted)
@@ -341,11 +337,13 @@ class Session(MutableMapping[str, Any]):
     def _saved(self, sid: str, changes: Changes | None, meta: SessionMeta) -> None:
         """Reset change tracking after a successful save, so a later flush sends only news."""
         if changes is not None:
-            orig = {} if changes.cleared else dict(self._orig)
+            # _orig is this session's own copy of the stored texts: update it in place.
+            orig = self._orig
+            if changes.cleared:
+                orig = self._orig = {}
             for key in changes.deleted:
                 orig.pop(key, None)
             orig.update(changes.set)
-            self._orig = orig
         self._sid = self._loaded_id = sid
         self._created = meta.created
         self._accessed = meta.accessed

@@ -62,6 +62,8 @@ class SessionMiddleware:
         self.store, self._owns_store = settings.make_store()
         self.engine = settings.make_engine(self.store)
         self.transport = settings.make_transport()
+        self._codec = self.engine.codec
+        self._clock = self.engine.clock
         self._keys = settings.environ_keys
         source = self.transport.source
         if source == "cookie":
@@ -84,7 +86,7 @@ class SessionMiddleware:
         self.engine.load(session, self.transport.read(environ.get(self._source)))
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        session = self.engine.session(self._open, environ)
+        session = Session(self._codec, self._clock(), self._open, environ)
         for key in self._keys:
             environ[key] = session
         if self._redirect and environ.get("REQUEST_METHOD") == "GET":
@@ -176,14 +178,17 @@ class _Call:
         headers = self.headers
         session = self.session
         if session.touched and not self.failed:
-            transport = self.mw.transport
+            mw = self.mw
+            transport = mw.transport
             https = self.environ.get("wsgi.url_scheme") == "https"
             script_name = self.environ.get("SCRIPT_NAME", "")
+            overhead = None
+            if mw.engine.sealer is not None:
+                # A sealed session shares the cookie's byte limit with the cookie's attributes.
+                def overhead(decision: Decision) -> int:
+                    return transport.overhead(decision, https=https, script_name=script_name)
 
-            def overhead(decision: Decision) -> int:
-                return transport.overhead(decision, https=https, script_name=script_name)
-
-            decision = self.mw.engine.commit(session, overhead=overhead)
+            decision = mw.engine.commit(session, overhead=overhead)
             extra = transport.render(decision, https=https, script_name=script_name)
             if extra:
                 headers = [*headers, *extra]

@@ -10,13 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Protocol, TypeGuard, runtime_checkable
+from typing import Protocol, TypeGuard, TypeVar, runtime_checkable
 from urllib.parse import SplitResult, parse_qsl
 
 from ..errors import ConfigurationError
 from ..record import Changes, SessionMeta, SessionRecord
 
 __all__ = ["BaseStore", "ClientSideStore", "Store", "is_client_side", "now_or", "url_options"]
+
+_S = TypeVar("_S", bound="BaseStore")
 
 
 @runtime_checkable
@@ -165,7 +167,7 @@ class BaseStore:
     def close(self) -> None:
         return None
 
-    def __enter__(self) -> BaseStore:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(

@@ -69,7 +69,12 @@ class MemoryStore(BaseStore):
                     old_sid, old = next(iter(self._records.items()))
                     self._forget(old_sid, old)
             else:
-                record.data = changes.apply(record.data)
+                data = record.data  # never shared: load hands out copies
+                if changes.cleared:
+                    data.clear()
+                for key in changes.deleted:
+                    data.pop(key, None)
+                data.update(changes.set)
                 record.created = meta.created
                 record.accessed = meta.accessed
                 record.expires = meta.expires
