@@ -1,0 +1,308 @@
+"""PostgresStore: sessions in one PostgreSQL table, merged per key inside a ``jsonb`` column.
+
+Schema (created on first use, once per store, and by :meth:`PostgresStore.setup`)::
+
+    CREATE TABLE IF NOT EXISTS satchel_sessions (
+        id       text PRIMARY KEY,
+        data     jsonb NOT NULL DEFAULT '{}',   -- key -> encoded value, as a JSON string
+        created  double precision NOT NULL,     -- seconds since the epoch
+        accessed double precision NOT NULL,
+        expires  double precision NOT NULL,
+        user_id  text
+    );
+    CREATE INDEX IF NOT EXISTS satchel_sessions_expires_idx ON satchel_sessions (expires);
+    CREATE INDEX IF NOT EXISTS satchel_sessions_user_idx ON satchel_sessions (user_id)
+        WHERE user_id IS NOT NULL;
+
+Times are ``double precision`` epoch seconds because that is what the store contract speaks:
+they round-trip exactly (``timestamptz`` keeps microseconds and would need converting both
+ways), do not depend on the connection's time zone, and compare against an indexed column with
+a plain float parameter.  ``to_timestamp(expires)`` shows them to a human.
+
+Each operation is one statement on an autocommit connection, so one round trip: a load is one
+``SELECT``; a save is one ``UPDATE ... SET data = (data - deleted) || set`` (or an
+``INSERT ... ON CONFLICT DO UPDATE`` when it may create), so two requests writing different
+keys of one session both survive.  Purge is ``DELETE ... WHERE expires <= now`` on the expiry
+index: it costs what it deletes.
+
+Connections come from a psycopg_pool ``ConnectionPool`` built per process (safe after
+``fork()``).  Connect and statement times are bounded; an outage raises ``StoreUnavailable``
+(``StoreTimeout`` when it is a timeout).  A connection found dead after a server restart is
+dropped and the operation retried on another: every operation here is idempotent, so a retry
+cannot apply a change twice.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlunsplit
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
+from ..record import Changes, SessionMeta, SessionRecord
+from .base import BaseStore, now_or
+from .pool import PerProcess
+
+__all__ = ["PostgresStore", "from_url"]
+
+T = TypeVar("T")
+Conn = psycopg.Connection[Any]
+
+_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}\Z")
+# Advisory lock key for concurrent first-use DDL (CREATE TABLE IF NOT EXISTS races otherwise).
+_DDL_LOCK = 0x5A7C4E1
+
+
+class PostgresStore(BaseStore):
+    """Sessions in PostgreSQL.
+
+    Args:
+        conninfo: a libpq connection string or ``postgresql://`` URL.
+        table: the table's name (letters, digits, underscores).
+        min_size, max_size: the pool's bounds, per process.
+        connect_timeout: seconds to wait for a connection (libpq rounds up, minimum 2).
+        timeout: seconds a statement may run (the server's ``statement_timeout``; also the
+            TCP user timeout, so an unreachable server is noticed).
+        pool_timeout: seconds to wait for a free connection; default ``connect_timeout``.
+        prepare_threshold: executions after which psycopg prepares a statement server-side
+            (None: never).
+    """
+
+    thread_safe = True
+    multiprocess_safe = True
+    native_expiry = False
+
+    def __init__(self, conninfo: str = "", *, table: str = "satchel_sessions",
+                 min_size: int = 1, max_size: int = 10, connect_timeout: float = 2.0,
+                 timeout: float = 5.0, pool_timeout: float | None = None,
+                 prepare_threshold: int | None = 5) -> None:
+        if not _TABLE.match(table):
+            raise ConfigurationError("PostgresStore: table must be letters, digits, underscores")
+        if not (isinstance(min_size, int) and isinstance(max_size, int)
+                and 0 <= min_size <= max_size and max_size >= 1):
+            raise ConfigurationError("PostgresStore: need 0 <= min_size <= max_size, max_size >= 1")
+        if connect_timeout <= 0 or timeout <= 0:
+            raise ConfigurationError("PostgresStore: timeouts must be positive")
+        self.table = table
+        self.min_size, self.max_size = min_size, max_size
+        self.connect_timeout, self.timeout = connect_timeout, timeout
+        self.pool_timeout = connect_timeout if pool_timeout is None else pool_timeout
+        self._conninfo = conninfo
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError:
+            # Not chained: the driver's message may quote the string, password and all.
+            raise ConfigurationError("PostgresStore: the connection string is malformed") from None
+        self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
+        options = f"{params.get('options') or ''} -c statement_timeout={int(timeout * 1000)}"
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(2, math.ceil(connect_timeout)),
+            "options": options.strip(),
+            "tcp_user_timeout": int(timeout * 1000),
+            "application_name": params.get("application_name") or "satchel",
+            "prepare_threshold": prepare_threshold,
+        }
+        self._pool = PerProcess(self._build_pool)
+        self._ready = False
+        self._sql = _statements(table)
+
+    # -- the contract --------------------------------------------------------------------------
+
+    def load(self, sid: str) -> SessionRecord | None:
+        row = self._run(lambda c: c.execute(self._sql["load"], (sid, time.time())).fetchone())
+        if row is None:
+            return None
+        data, created, accessed, expires, user = row
+        return SessionRecord(data, created, accessed, expires, user)
+
+    def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
+        deletes = bool(changes.deleted) and not changes.cleared
+        kind = "cleared" if changes.cleared else "merge_del" if deletes else "merge"
+        sql = self._sql[("upsert_" if changes.create else "update_") + kind]
+        params = {
+            "id": sid, "set": Jsonb(changes.set), "del": sorted(changes.deleted),
+            "created": meta.created, "accessed": meta.accessed, "expires": meta.expires,
+            "user": meta.user, "now": time.time(),
+        }
+        return self._run(lambda c: c.execute(sql, params).rowcount > 0)
+
+    def touch(self, sid: str, accessed: float, expires: float) -> bool:
+        params = (accessed, expires, sid, time.time())
+        return self._run(lambda c: c.execute(self._sql["touch"], params).rowcount > 0)
+
+    def delete(self, sid: str) -> bool:
+        return self._run(lambda c: c.execute(self._sql["delete"], (sid,)).rowcount > 0)
+
+    def exists(self, sid: str) -> bool:
+        params = (sid, time.time())
+        return self._run(lambda c: c.execute(self._sql["exists"], params).fetchone() is not None)
+
+    def purge(self, now: float | None = None) -> int:
+        moment = now_or(now)
+        return self._run(lambda c: c.execute(self._sql["purge"], (moment,)).rowcount)
+
+    def count(self) -> int:
+        row = self._run(lambda c: c.execute(self._sql["count"], (time.time(),)).fetchone())
+        return int(row[0]) if row else 0
+
+    def ids(self) -> Iterator[str]:
+        rows = self._run(lambda c: c.execute(self._sql["ids"], (time.time(),)).fetchall())
+        return iter([row[0] for row in rows])
+
+    def user_sessions(self, user: str) -> list[str]:
+        params = (user, time.time())
+        rows = self._run(lambda c: c.execute(self._sql["user"], params).fetchall())
+        return [row[0] for row in rows]
+
+    def delete_user(self, user: str) -> int:
+        params = (user, time.time())
+        return self._run(lambda c: c.execute(self._sql["delete_user"], params).rowcount)
+
+    def setup(self) -> None:
+        """Create the table and its indexes if they are missing (idempotent)."""
+        self._ready = False
+        self._run(lambda c: None)
+
+    def close(self) -> None:
+        self._pool.close(lambda pool: pool.close(timeout=self.timeout))
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self._where} table={self.table}>"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _build_pool(self) -> ConnectionPool[Conn]:
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            self._conninfo, kwargs=self._kwargs, min_size=self.min_size, max_size=self.max_size,
+            timeout=self.pool_timeout, name=f"satchel-{self.table}", open=False,
+            # Give up a reconnection quickly: the next request that needs a connection starts a
+            # new attempt, so service resumes as soon as the server is back, not after a backoff.
+            reconnect_timeout=self.connect_timeout,
+        )
+        pool.open(wait=False)
+        return pool
+
+    def _run(self, operation: Callable[[Conn], T]) -> T:
+        """Run ``operation`` on a pooled connection; translate outages into satchel's errors."""
+        pool = self._pool.get()
+        dropped: psycopg.OperationalError | None = None
+        for _ in range(self.max_size + 1):
+            try:
+                with pool.connection(timeout=self.pool_timeout) as conn:
+                    try:
+                        if not self._ready:
+                            conn.execute(self._sql["setup"], prepare=False)
+                            self._ready = True
+                        return operation(conn)
+                    except psycopg.OperationalError as exc:
+                        if conn.closed and not isinstance(exc, psycopg.errors.QueryCanceled):
+                            # A connection the server dropped (a restart): try another one.
+                            dropped = exc
+                            raise _Retry from exc
+                        raise
+            except _Retry:
+                continue
+            except PoolTimeout as exc:
+                raise StoreTimeout(
+                    f"PostgreSQL at {self._where}: no connection within {self.pool_timeout:g} s"
+                ) from exc
+            except psycopg.errors.QueryCanceled as exc:
+                raise StoreTimeout(
+                    f"PostgreSQL at {self._where}: statement exceeded {self.timeout:g} s"
+                ) from exc
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                raise StoreUnavailable(
+                    f"PostgreSQL at {self._where} is unavailable ({type(exc).__name__})"
+                ) from exc
+        raise StoreUnavailable(
+            f"PostgreSQL at {self._where}: every connection failed"
+        ) from dropped
+
+
+class _Retry(Exception):
+    """Internal: the server dropped the connection; run the (idempotent) operation again."""
+
+
+def _statements(table: str) -> dict[str, str]:
+    t = f'"{table}"'
+    upsert = (
+        f"INSERT INTO {t} AS s (id, data, created, accessed, expires, user_id) "
+        "VALUES (%(id)s, %(set)s, %(created)s, %(accessed)s, %(expires)s, %(user)s) "
+        "ON CONFLICT (id) DO UPDATE SET data = {data}, created = EXCLUDED.created, "
+        "accessed = EXCLUDED.accessed, expires = EXCLUDED.expires, user_id = EXCLUDED.user_id"
+    )
+    # An expired row is treated as absent: creating over it starts from nothing.
+    fresh = "CASE WHEN s.expires <= %(now)s THEN EXCLUDED.data ELSE {merged} END"
+    update = (
+        f"UPDATE {t} SET data = {{data}}, created = %(created)s, accessed = %(accessed)s, "
+        "expires = %(expires)s, user_id = %(user)s WHERE id = %(id)s AND expires > %(now)s"
+    )
+    return {
+        "setup": (
+            f"SELECT pg_advisory_xact_lock({_DDL_LOCK}); "
+            f"CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, "
+            "data jsonb NOT NULL DEFAULT '{}', created double precision NOT NULL, "
+            "accessed double precision NOT NULL, expires double precision NOT NULL, "
+            "user_id text); "
+            f'CREATE INDEX IF NOT EXISTS "{table}_expires_idx" ON {t} (expires); '
+            f'CREATE INDEX IF NOT EXISTS "{table}_user_idx" ON {t} (user_id) '
+            "WHERE user_id IS NOT NULL"
+        ),
+        "load": f"SELECT data, created, accessed, expires, user_id FROM {t} "
+                "WHERE id = %s AND expires > %s",
+        "upsert_cleared": upsert.format(data="EXCLUDED.data"),
+        "upsert_merge": upsert.format(data=fresh.format(merged="s.data || EXCLUDED.data")),
+        "upsert_merge_del": upsert.format(
+            data=fresh.format(merged="(s.data - %(del)s::text[]) || EXCLUDED.data")),
+        "update_cleared": update.format(data="%(set)s"),
+        "update_merge": update.format(data="data || %(set)s"),
+        "update_merge_del": update.format(data="(data - %(del)s::text[]) || %(set)s"),
+        "touch": f"UPDATE {t} SET accessed = %s, expires = %s WHERE id = %s AND expires > %s",
+        "delete": f"DELETE FROM {t} WHERE id = %s",
+        "exists": f"SELECT 1 FROM {t} WHERE id = %s AND expires > %s",
+        "purge": f"DELETE FROM {t} WHERE expires <= %s",
+        "count": f"SELECT count(*) FROM {t} WHERE expires > %s",
+        "ids": f"SELECT id FROM {t} WHERE expires > %s",
+        "user": f"SELECT id FROM {t} WHERE user_id = %s AND expires > %s",
+        "delete_user": f"DELETE FROM {t} WHERE user_id = %s AND expires > %s",
+    }
+
+
+_OPTIONS = {
+    "table": str, "min_size": int, "max_size": int, "connect_timeout": float,
+    "timeout": float, "pool_timeout": float,
+}
+
+
+def from_url(parsed: SplitResult, **options: Any) -> PostgresStore:
+    """``postgresql://user:password@host:5432/db?table=sessions&max_size=20&sslmode=require``.
+
+    satchel's own options (``table``, ``min_size``, ``max_size``, ``connect_timeout``,
+    ``timeout``, ``pool_timeout``) are taken from the query; the rest of the URL goes to libpq.
+    """
+    if not parsed.netloc and not parsed.path.strip("/"):
+        raise ConfigurationError("postgresql:// needs a host or a database")
+    try:
+        pairs = parse_qsl(parsed.query, keep_blank_values=True, strict_parsing=bool(parsed.query))
+    except ValueError:
+        raise ConfigurationError("postgresql://: the query string is malformed") from None
+    rest = []
+    for name, value in pairs:
+        convert = _OPTIONS.get(name)
+        if convert is None:
+            rest.append((name, value))
+            continue
+        try:
+            options.setdefault(name, convert(value))
+        except ValueError:
+            raise ConfigurationError(f"postgresql://: {name} must be a number") from None
+    conninfo = urlunsplit(("postgresql", parsed.netloc, parsed.path, urlencode(rest), ""))
+    return PostgresStore(conninfo, **options)
