@@ -380,3 +380,31 @@ def test_second_commit_sends_only_news(h: Harness) -> None:
     s["b"] = 3
     h.finish(s)
     assert h.store.last_changes.set == {"b": "3"}
+
+
+def test_rotate_renews_the_csrf_token(h: Harness) -> None:
+    s = h.request()
+    before = s.csrf_token
+    s.rotate()
+    after = s.csrf_token
+    assert after != before
+    assert not s.check_csrf(before)
+    sid = h.finish(s).sid
+    assert h.request(sid).check_csrf(after)
+
+
+def test_minted_ids_are_adopted_in_strict_mode_and_others_are_not() -> None:
+    h = Harness(mint_key=b"k" * 32)
+    minted = h.manager.mint_id()
+    assert len(minted) == 43
+    s = h.request(minted)
+    s["x"] = 1
+    assert h.finish(s).sid == minted
+    planted = new_id()
+    s = h.request(planted)
+    s["x"] = 1
+    assert h.finish(s).sid != planted
+    foreign = Harness(mint_key=b"o" * 32).manager.mint_id()
+    s = h.request(foreign)
+    s["x"] = 1
+    assert h.finish(s).sid != foreign

@@ -368,3 +368,34 @@ def test_store_url_and_default_store(tmp_path: Any, monkeypatch: Any) -> None:
     app = SessionMiddleware(counter_app, store="memory://")
     assert isinstance(app.store, MemoryStore)
     app.close()
+
+
+def test_querystring_redirect_id_becomes_the_session_id() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = environ["satchel.session"]
+        session["n"] = session.get("n", 0) + 1
+        start_response("200 OK", [])
+        return [f"{session['n']} {session.id}".encode()]
+
+    app_mw = mw(app, transport="querystring", secret="q" * 32)
+    location = call(app_mw).header("Location")
+    assert location is not None
+    query = location.split("?", 1)[1]
+    minted = query.rsplit("=", 1)[1]
+    assert call(app_mw, query=query).body.decode() == f"1 {minted}"
+    assert call(app_mw, query=query).body.decode() == f"2 {minted}"
+    # a second worker with the same secret recognises the id as well
+    other = SessionMiddleware(app, store=app_mw.store, transport="querystring", secret="q" * 32)
+    assert call(other, query=query).body.decode() == f"3 {minted}"
+
+
+def test_generator_change_between_start_response_and_first_chunk_gets_cookie() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        environ["satchel.session"]["late"] = 1
+        yield b"body"
+
+    app_mw = mw(app)
+    resp = call(app_mw)
+    assert "satchel" in resp.cookies
+    assert app_mw.store.load(resp.cookies["satchel"]) is not None

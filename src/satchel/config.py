@@ -7,6 +7,7 @@ it for the engine and the transport.  The README's option table is this class's 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -116,12 +117,21 @@ class Settings:
         return self.store, False
 
     def make_engine(self, store: Store) -> SessionEngine:
+        mint_key = None
+        if self.transport == "querystring":
+            # The redirect hands out an id before anything is stored; strict mode recognises it
+            # by this key.  Derived from the secret so every worker process agrees; without a
+            # secret each process has its own, and a redirect id works in the process that made it.
+            secret = self.secret
+            mint_key = (Secret(secret).derive("satchel.mint")[0] if secret is not None
+                        else os.urandom(32))
         manager = SessionManager(
             idle_timeout=self.idle_timeout,
             absolute_timeout=self.absolute_timeout,
             touch_interval=self.touch_interval,
             strict=self.strict,
             persistent=self.persistent,
+            mint_key=mint_key,
         )
         return SessionEngine(store, manager, self.make_codec(),
                              on_unavailable=self.on_unavailable, clock=self.clock)

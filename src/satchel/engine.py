@@ -95,7 +95,7 @@ class SessionEngine:
             return
         record = manager.accept(record, session._now)
         if record is None:
-            if not manager.strict:
+            if manager.adopts(sid):
                 session._sid = sid
             return
         session._attach(sid, record)

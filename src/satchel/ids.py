@@ -7,10 +7,13 @@ store, file path or key sees it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import secrets
 
-__all__ = ["ID_LENGTH", "is_valid_id", "new_id"]
+__all__ = ["ID_LENGTH", "is_minted_id", "is_valid_id", "mint_id", "new_id"]
 
 ID_BYTES = 32
 ID_LENGTH = 43  # len(base64url(32 bytes)) without padding
@@ -21,6 +24,25 @@ _match = _ID_RE.fullmatch
 def new_id() -> str:
     """Return a fresh, unguessable session id."""
     return secrets.token_urlsafe(ID_BYTES)
+
+
+def mint_id(key: bytes) -> str:
+    """A fresh id that carries proof it was issued by the holder of ``key``.
+
+    24 random bytes (192 bits) and an 8-byte HMAC-SHA256 tag over them, in the same 43-character
+    shape as every other id.  Used where an id must be handed out before anything is stored
+    (the query-string transport's redirect), so that strict mode can still recognise it.
+    """
+    nonce = secrets.token_bytes(24)
+    tag = hmac.new(key, nonce, hashlib.sha256).digest()[:8]
+    return base64.urlsafe_b64encode(nonce + tag).decode("ascii").rstrip("=")
+
+
+def is_minted_id(value: str, key: bytes) -> bool:
+    """True when ``value`` (already valid by format) was made by :func:`mint_id` with ``key``."""
+    raw = base64.urlsafe_b64decode(value + "=")
+    expected = hmac.new(key, raw[:24], hashlib.sha256).digest()[:8]
+    return hmac.compare_digest(raw[24:], expected)
 
 
 def is_valid_id(value: object) -> bool:

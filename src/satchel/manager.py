@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
-from .ids import is_valid_id, new_id
+from .ids import is_minted_id, is_valid_id, mint_id, new_id
 from .record import Changes, SessionMeta, SessionRecord
 from .session import Session
 
@@ -76,8 +76,11 @@ class SessionManager:
             (None: no limit).  At least one of the two must be set.
         touch_interval: a session that was only read has its access time written at most once
             per this many seconds (a cheap touch, not a save).
-        strict: never adopt a client-supplied id that the store does not hold.
+        strict: never adopt a client-supplied id that the store does not hold, except one this
+            application minted with ``mint_key`` (see :meth:`mint_id`).
         persistent: the client keeps its id across browser restarts (cookie ``Max-Age``).
+        mint_key: the key that authenticates ids handed out before anything is stored (the
+            query-string transport redirects to a URL holding one).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class SessionManager:
         touch_interval: float = 60,
         strict: bool = True,
         persistent: bool = False,
+        mint_key: bytes | None = None,
     ) -> None:
         for name, value in (("idle_timeout", idle_timeout), ("absolute_timeout", absolute_timeout)):
             if value is not None and (not _is_number(value) or value <= 0):
@@ -103,6 +107,7 @@ class SessionManager:
         self.touch_interval = touch_interval
         self.strict = strict
         self.persistent = persistent
+        self._mint_key = mint_key
 
     # -- at the start ----------------------------------------------------------------------------
 
@@ -114,6 +119,22 @@ class SessionManager:
             return raw
         security_log.warning("ignored a malformed session id from a client")
         return None
+
+    def mint_id(self) -> str:
+        """An id to hand out before its session is stored; strict mode will adopt it."""
+        if self._mint_key is None:
+            raise ConfigurationError("this manager has no mint_key")
+        return mint_id(self._mint_key)
+
+    def adopts(self, sid: str) -> bool:
+        """Whether a well-formed id that the store does not hold may name a new session.
+
+        Strict mode adopts only ids this application minted; they were never planted by a
+        third party unless that party got them from this application like any visitor.
+        """
+        if not self.strict:
+            return True
+        return self._mint_key is not None and is_minted_id(sid, self._mint_key)
 
     def accept(self, record: SessionRecord | None, now: float) -> SessionRecord | None:
         """The record if it is still alive at ``now`` under this policy, else None."""

@@ -231,8 +231,11 @@ class Session(MutableMapping[str, Any]):
         """Give the session a new id, keeping its data; the old record is deleted.
 
         Call it when privileges change (login) so that an id planted before cannot be used.
+        The CSRF token is dropped too (a new one is made on next use), so a token seen
+        before login is worthless after it.
         """
         self._ensure()
+        self._data.pop(CSRF_KEY, None)
         for key, value in list(self._data.items()):
             if key not in self._decoded:
                 try:

@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 from .config import Settings
 from .errors import ConfigurationError, StoreUnavailable
-from .ids import new_id
 from .keys import SecretLike
 from .manager import Action, CookieOp, Decision
 from .purge import Purger
@@ -111,7 +110,7 @@ class SessionMiddleware:
         transport = self.transport
         assert hasattr(transport, "redirect_query")
         path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
-        location = f"{path}?{transport.redirect_query(query, new_id())}"
+        location = f"{path}?{transport.redirect_query(query, self.engine.manager.mint_id())}"
         start_response("302 Found", [("Location", location), ("Content-Length", "0"),
                                      ("Cache-Control", "no-store")])
         return [b""]
@@ -162,9 +161,9 @@ class _Call:
             self.failed = True
             if self.sent:
                 raise exc_info[1].with_traceback(exc_info[2])  # type: ignore[union-attr]
+        # The real start_response waits for the first body chunk (PEP 3333 allows it), so a
+        # generator that changes its session after start_response still sends its cookie.
         self.status, self.headers, self.exc_info = status, headers, exc_info
-        if self.returned_:
-            self._send()
         return self.write
 
     def write(self, data: bytes) -> None:
