@@ -423,13 +423,19 @@ def _decode_index(raw: bytes) -> dict[str, float]:
 
 def _expire(expires: float) -> int:
     """memcached's expiry for an absolute moment: relative seconds up to 30 days, else the
-    unix time itself (memcached's own rule); -1 (already expired) for a moment past."""
-    ttl = math.ceil(expires - time.time())
-    if ttl <= 0:
+    unix time itself (memcached's own rule); -1 (already expired) for a moment past.
+
+    memcached's clock ticks once a second, so an item may be dropped up to a second before
+    the expiry it was given: one second of slack keeps it at least until ``expires`` (``load``
+    still refuses it once ``expires`` has passed).
+    """
+    remaining = expires - time.time()
+    if remaining <= 0:
         return -1
+    ttl = math.ceil(remaining) + 1
     if ttl <= RELATIVE_TTL_LIMIT:
         return ttl
-    return math.ceil(expires)
+    return math.ceil(expires) + 1
 
 
 def _backoff(attempt: int) -> None:
