@@ -382,3 +382,23 @@ def test_random_cookie_values_never_raise_and_never_yield_data(value: str) -> No
     finally:
         security.disabled = False
     assert got == ({}, True)
+
+
+def test_cookie_url_takes_the_middleware_secret_list() -> None:
+    from .wsgi_util import call
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = environ["satchel.session"]
+        session["n"] = session.get("n", 0) + 1
+        start_response("200 OK", [])
+        return [str(session["n"]).encode()]
+
+    old = SessionMiddleware(app, store="cookie://", secret="old-secret-0123456789")
+    token = call(old).cookies["satchel"]
+    rotated = SessionMiddleware(
+        app, store="cookie://", secret=["new-secret-0123456789", "old-secret-0123456789"])
+    resp = call(rotated, cookie=f"satchel={token}")
+    assert resp.body == b"2"
+    assert resp.cookies["satchel"] != token  # resealed with the newest key
+    new_only = SessionMiddleware(app, store="cookie://", secret="new-secret-0123456789")
+    assert call(new_only, cookie=f"satchel={resp.cookies['satchel']}").body == b"3"

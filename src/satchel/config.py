@@ -18,7 +18,7 @@ from .engine import FAIL_CLOSED, SessionEngine
 from .errors import ConfigurationError
 from .keys import Secret, SecretLike
 from .manager import SessionManager
-from .stores import Store, open_store
+from .stores import Store, open_store, takes_secret
 from .transport import CookieTransport, HeaderTransport, QueryTransport, make_transport
 
 __all__ = ["DEFAULT_STORE_URL", "Settings"]
@@ -109,6 +109,8 @@ class Settings:
         if self.store is None:
             return open_store(DEFAULT_STORE_URL), True
         if isinstance(self.store, str):
+            if self.secret is not None and takes_secret(self.store):
+                return open_store(self.store, secret=self.secret), True
             return open_store(self.store), True
         if not isinstance(self.store, Store):
             raise ConfigurationError(

@@ -33,9 +33,24 @@ _SCHEMES: dict[str, str] = {
 }
 
 
-def register_scheme(scheme: str, factory: str) -> None:
-    """Map a URL scheme to ``"module:function"`` (for third-party stores)."""
+# Schemes whose stores take the application's secret (the middleware's ``secret=``).
+_TAKES_SECRET: set[str] = {"cookie"}
+
+
+def register_scheme(scheme: str, factory: str, *, takes_secret: bool = False) -> None:
+    """Map a URL scheme to ``"module:function"`` (for third-party stores).
+
+    ``takes_secret``: the factory accepts ``secret=``, and a middleware built with a store URL
+    of this scheme hands it its own secret.
+    """
     _SCHEMES[scheme.lower()] = factory
+    if takes_secret:
+        _TAKES_SECRET.add(scheme.lower())
+
+
+def takes_secret(url: str) -> bool:
+    """True when the store behind ``url`` is built with the application's secret."""
+    return urlsplit(url).scheme.lower() in _TAKES_SECRET
 
 
 def open_store(url: str, **options: Any) -> Store:
