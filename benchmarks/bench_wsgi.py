@@ -23,7 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
+import satchel
+from harness import (
     KEYS,
     READ_KEY,
     VALUE,
@@ -36,8 +37,6 @@ from harness import (  # noqa: E402
     run_batch,
     us,
 )
-
-import satchel  # noqa: E402
 
 SECRET = "benchmark-secret-0123456789abcdef"
 EXPECTED_READ = VALUE.encode()
@@ -92,7 +91,7 @@ def beaker_app(options: dict[str, Any]) -> App:
 
 
 class CountingStore(satchel.BaseStore):
-    """Counts the calls that reach the real store it wraps (to prove an untouched request makes none)."""
+    """Counts the calls reaching the real store it wraps (an untouched request must make none)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -192,10 +191,10 @@ def bench_memory(name: str, make_store: Callable[[], Any], total: int) -> tuple[
     check = check_written
     step = total // 10
     samples = []
-    for i in range(10):
+    for _ in range(10):
         half = step // 2
         run_batch(ours, cookie, half, check, "/write")
-        run_batch(ours, cookie, step - half, check_equals(b"") if False else _any, "/read")
+        run_batch(ours, cookie, step - half, _any, "/read")
         gc.collect()
         samples.append(rss_kib())
     ours.close()
