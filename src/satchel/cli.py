@@ -1,0 +1,167 @@
+"""The ``satchel`` command: the demo server and small operations over a store URL.
+
+Every failure the operator can fix (a bad URL, a store that cannot be reached, a port in use)
+is one line on stderr and an exit status: 2 for a usage or configuration mistake, 1 for an
+environment failure.  Tracebacks are kept for satchel's own bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from . import __version__
+from .errors import ConfigurationError, SatchelError
+from .stores import Store, open_store
+
+__all__ = ["default_demo_store_url", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+# URL scheme -> the pyproject extra that installs its client library.
+_EXTRAS = {
+    "redis": "redis", "rediss": "redis", "redis+cluster": "redis",
+    "postgresql": "postgres", "postgres": "postgres",
+    "mysql": "mysql", "mariadb": "mysql",
+    "memcached": "memcached",
+    "cookie": "crypto",
+}
+
+DEMO_DATA_DIR = "satchel-data"
+DEMO_DB_NAME = "demo-sessions.sqlite3"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return command(args)
+    except ConfigurationError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except ImportError as exc:
+        _error(_missing_library(exc, getattr(args, "url", None) or getattr(args, "store", None)))
+        return EXIT_USAGE
+    except NotImplementedError as exc:
+        # A store that cannot do this operation (memcached cannot list its keys).
+        _error(str(exc) or f"the store cannot {args.command}")
+        return EXIT_USAGE
+    except SatchelError as exc:
+        _error(f"store error: {exc}")
+        return EXIT_FAILURE
+    except OSError as exc:
+        _error(exc.strerror or str(exc))
+        return EXIT_FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="satchel", description="Persistent sessions for Python web applications.")
+    parser.add_argument("--version", action="version", version=f"satchel {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    demo = sub.add_parser("demo", help="serve the demo application",
+                          description="Serve the demo application (Ctrl-C to stop).")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    demo.add_argument("--port", type=int, default=8080, help="port to bind (default: %(default)s)")
+    demo.add_argument("--store", metavar="URL", default=None,
+                      help=f"store URL (default: SQLite in ./{DEMO_DATA_DIR}/{DEMO_DB_NAME})")
+    demo.set_defaults(func=_demo, command="demo")
+
+    for name, func, text in (
+        ("purge", _purge, "remove expired sessions and print how many were removed"),
+        ("count", _count, "print how many live sessions the store holds"),
+        ("setup", _setup, "create the store's tables or indexes, where it has any"),
+    ):
+        cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        cmd.add_argument("url", metavar="URL", help="store URL, e.g. sqlite:////var/lib/app.db")
+        cmd.set_defaults(func=func, command=name)
+    return parser
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import make_app, serve
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigurationError(f"--port {args.port} is not a TCP port number")
+    url = args.store or default_demo_store_url()
+    app = make_app(url)
+    print(f"satchel demo: sessions kept in {_shown(url)}", flush=True)
+    serve(app, args.host, args.port)
+    return EXIT_OK
+
+
+def _purge(args: argparse.Namespace) -> int:
+    with _open(args.url) as store:
+        removed = store.purge()
+    print(f"removed {removed} expired session{'' if removed == 1 else 's'}")
+    return EXIT_OK
+
+
+def _count(args: argparse.Namespace) -> int:
+    with _open(args.url) as store:
+        print(store.count())
+    return EXIT_OK
+
+
+def _setup(args: argparse.Namespace) -> int:
+    with _open(args.url) as store:
+        setup = getattr(store, "setup", None)
+        if not callable(setup):
+            print(f"nothing to set up: {type(store).__name__} needs no separate set-up step")
+            return EXIT_OK
+        setup()
+    print(f"{type(store).__name__} is set up")
+    return EXIT_OK
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def default_demo_store_url() -> str:
+    """A SQLite file in ``./satchel-data/`` (created, private to this user)."""
+    directory = Path.cwd() / DEMO_DATA_DIR
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return "sqlite:///" + str(directory / DEMO_DB_NAME)
+
+
+def _open(url: str) -> Store:
+    return open_store(url)
+
+
+def _shown(url: str) -> str:
+    """The URL with any password masked, for printing."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(malformed URL)"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    userinfo = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[2]}"))
+
+
+def _missing_library(exc: ImportError, url: str | None) -> str:
+    """Name the extra to install when a store's client library is missing."""
+    scheme = urlsplit(url).scheme.lower() if url and "://" in url else ""
+    extra = _EXTRAS.get(scheme)
+    missing = exc.name or "a module"
+    if extra is None or missing.startswith("satchel"):
+        return f"cannot open the store: {missing} cannot be imported"
+    return (f"cannot open the store: {missing} is not installed "
+            f"(pip install 'satchel[{extra}]')")
+
+
+def _error(message: str) -> None:
+    print(f"satchel: error: {message}", file=sys.stderr)

@@ -1,0 +1,219 @@
+"""The ``satchel`` command line: operations over real stores, in process and as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import satchel
+from satchel import Changes
+from satchel.cli import _shown, default_demo_store_url, main
+from satchel.ids import new_id
+
+from .contract import meta
+from .e2e_util import Client
+from .servers import LOOPBACK, free_port, port_open, wait_until
+from .servers.postgres import PostgresServer
+
+HOUR = 3600.0
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m satchel ARGS`` in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "satchel", *args], capture_output=True,
+                          text=True, timeout=30, check=False)
+
+
+def seed(url: str, live: int, expired: int) -> None:
+    now = time.time()
+    with satchel.open_store(url) as store:
+        for _ in range(live):
+            store.save(new_id(), Changes(set={"k": '"v"'}), meta(now))
+        for _ in range(expired):
+            store.save(new_id(), Changes(set={"k": '"v"'}), meta(now - 2 * HOUR))
+
+
+@pytest.fixture(params=["sqlite", "file"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/sessions.db"
+    else:
+        yield f"file://{tmp_path}/sessions"
+
+
+# -- main([...]) in this process ---------------------------------------------------------------
+
+
+def test_count_and_purge(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    seed(store_url, live=3, expired=2)
+    assert main(["count", store_url]) == 0
+    assert capsys.readouterr().out == "3\n"
+    assert main(["purge", store_url]) == 0
+    assert capsys.readouterr().out == "removed 2 expired sessions\n"
+    assert main(["purge", store_url]) == 0
+    assert capsys.readouterr().out == "removed 0 expired sessions\n"
+    assert main(["count", store_url]) == 0
+    assert capsys.readouterr().out == "3\n"
+
+
+def test_purge_says_session_for_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/one.db"
+    seed(url, live=0, expired=1)
+    assert main(["purge", url]) == 0
+    assert capsys.readouterr().out == "removed 1 expired session\n"
+
+
+def test_setup_count_purge_on_postgres_then_outage(capsys: pytest.CaptureFixture[str]) -> None:
+    with PostgresServer(log_statements=False) as server:
+        url = server.url + "?table=cli_sessions"
+
+        def table_exists() -> bool:
+            with psycopg.connect(server.url, autocommit=True) as conn:
+                row = conn.execute("SELECT to_regclass('cli_sessions')").fetchone()
+                return row is not None and row[0] is not None
+
+        assert not table_exists()
+        assert main(["setup", url]) == 0
+        assert capsys.readouterr().out == "PostgresStore is set up\n"
+        assert table_exists()
+        assert main(["setup", url]) == 0  # idempotent
+        capsys.readouterr()
+        seed(url, live=1, expired=2)
+        assert main(["purge", url]) == 0
+        assert capsys.readouterr().out == "removed 2 expired sessions\n"
+        assert main(["count", url]) == 0
+        assert capsys.readouterr().out == "1\n"
+        server.stop()
+        assert main(["count", url]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith("satchel: error: store error: ")
+        assert captured.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite:///{tmp}/s.db"])
+def test_setup_a_store_without_a_setup_step(url: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["setup", url.format(tmp=tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("nothing to set up: ") and out.endswith("needs no separate set-up step\n")
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("not-a-url", "is not a URL"),
+    ("bogus://x", "scheme 'bogus' is unknown"),
+    ("memory://somehost", "memory:// takes no host"),
+])
+def test_bad_url_is_one_line_and_exit_2(url: str, expected: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["count", url]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("satchel: error: ") and expected in captured.err
+    assert captured.err.count("\n") == 1
+
+
+def test_unreachable_store_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"redis://{LOOPBACK}:{free_port()}/0"  # nothing listens there
+    assert main(["count", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("satchel: error: store error: ") and err.count("\n") == 1
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in ([], ["frobnicate"], ["count"], ["demo", "--port", "x"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert "usage: satchel" in capsys.readouterr().err
+
+
+def test_default_demo_store_is_private_under_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = default_demo_store_url()
+    directory = tmp_path / "satchel-data"
+    assert url == f"sqlite:///{directory}/demo-sessions.sqlite3"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+# -- python -m satchel as a subprocess -----------------------------------------------------------
+
+
+def test_subprocess_count_purge_and_bad_url(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/sessions.db"
+    seed(url, live=2, expired=1)
+    counted = run("count", url)
+    assert (counted.returncode, counted.stdout) == (0, "2\n")
+    purged = run("purge", url)
+    assert (purged.returncode, purged.stdout) == (0, "removed 1 expired session\n")
+
+    bad = run("purge", "bogus://x")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("satchel: error: ") and bad.stderr.count("\n") == 1
+    assert "Traceback" not in bad.stderr
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "satchel"
+    result = subprocess.run([str(script), "count", "memory://"], capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert (result.returncode, result.stdout) == (0, "0\n")
+
+
+def test_demo_on_a_port_in_use_fails_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind((LOOPBACK, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("demo", "--port", str(port), "--store", "memory://")
+    assert result.returncode == 1
+    assert result.stderr.startswith("satchel: error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_default_store_and_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "satchel", "demo", "--port", str(port)],
+                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: proc.poll() is not None or port_open(port), 20, "the demo listening")
+        assert proc.poll() is None, log.read_text()
+        assert Client(f"http://{LOOPBACK}:{port}").get("/").status == 200
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    output = log.read_text()
+    database = tmp_path / "satchel-data" / "demo-sessions.sqlite3"
+    assert proc.returncode == 0, output
+    assert f"sessions kept in sqlite:///{database}" in output
+    assert f"serving on http://127.0.0.1:{port}/" in output
+    assert output.rstrip().endswith("satchel demo: stopped")
+    assert database.exists()
+    with satchel.open_store(f"sqlite:///{database}") as store:
+        assert store.count() == 1  # the visit above
+
+
+def test_printed_store_urls_hide_passwords() -> None:
+    assert _shown("postgresql://app:s3cret@db.example:5432/app") == (
+        "postgresql://app:***@db.example:5432/app")
+    assert _shown("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert _shown("sqlite:////var/lib/app.db") == "sqlite:////var/lib/app.db"
