@@ -36,7 +36,12 @@ def _child_writer(spec: tuple[str, dict[str, Any]], sid: str, prefix: str, n: in
     store = satchel.open_store(url, **options)
     try:
         for i in range(n):
-            store.save(sid, Changes(set={f"{prefix}{i}": f'"{i}"'}, create=False), meta())
+            changes = Changes(set={f"{prefix}{i}": f'"{i}"'}, create=False)
+            if prefix.endswith("1_"):  # one writer updates blindly, the others save
+                now = time.time()
+                store.update(sid, changes, now, now + HOUR, None)
+            else:
+                store.save(sid, changes, meta())
     finally:
         store.close()
 
@@ -112,6 +117,53 @@ class StoreContract:
         assert store.user_sessions("bob") == []
         record = store.load(sid)
         assert record is not None and record.user is None
+
+    # -- update: a blind write that keeps what it does not know ------------------------------
+
+    def test_update_applies_changes_and_keeps_created_and_user(self, store: Any) -> None:
+        sid = new_id()
+        now = time.time()
+        put(store, sid, {"a": "1", "b": "2", "c": "3"}, now=now - 50, user="ana")
+        ok = store.update(sid, Changes(set={"b": "20", "d": "4"}, deleted=frozenset({"c"}),
+                                       create=False), now, now + HOUR, None)
+        assert ok is True
+        record = store.load(sid)
+        assert record is not None
+        assert record.data == {"a": "1", "b": "20", "d": "4"}
+        assert record.created == pytest.approx(now - 50, abs=1e-3)
+        assert record.accessed == pytest.approx(now, abs=1e-3)
+        assert record.expires == pytest.approx(now + HOUR, abs=1e-3)
+        assert record.user == "ana"
+
+    def test_update_caps_expiry_at_created_plus_lifetime(self, store: Any) -> None:
+        sid = new_id()
+        now = time.time()
+        put(store, sid, {"a": "1"}, now=now - 100)
+        assert store.update(sid, Changes(set={"a": "2"}, create=False), now, now + HOUR, 400.0)
+        record = store.load(sid)
+        assert record is not None
+        assert record.expires == pytest.approx(now - 100 + 400, abs=1e-3)
+
+    def test_update_cleared_replaces_all(self, store: Any) -> None:
+        sid = new_id()
+        put(store, sid, {"a": "1", "b": "2"})
+        now = time.time()
+        assert store.update(sid, Changes(set={"z": "26"}, cleared=True, create=False),
+                            now, now + HOUR, None)
+        record = store.load(sid)
+        assert record is not None and record.data == {"z": "26"}
+
+    def test_update_of_absent_or_expired_writes_nothing(self, store: Any) -> None:
+        now = time.time()
+        absent = new_id()
+        assert store.update(absent, Changes(set={"a": "1"}, create=False),
+                            now, now + HOUR, None) is False
+        assert store.load(absent) is None
+        dead = new_id()
+        store.save(dead, Changes(set={"a": "1"}), SessionMeta(now - 100, now - 100, now - 1))
+        assert store.update(dead, Changes(set={"a": "2"}, create=False),
+                            now, now + HOUR, None) is False
+        assert store.load(dead) is None
 
     # -- delete / touch / expiry -------------------------------------------------------------
 
@@ -201,9 +253,16 @@ class StoreContract:
         errors: list[BaseException] = []
 
         def writer(prefix: str) -> None:
+            # Half the writers save (after a read), half update blindly: both must merge.
+            blind = prefix.endswith(("1_", "3_"))
             try:
                 for i in range(n):
-                    store.save(sid, Changes(set={f"{prefix}{i}": f'"{i}"'}, create=False), meta())
+                    changes = Changes(set={f"{prefix}{i}": f'"{i}"'}, create=False)
+                    if blind:
+                        now = time.time()
+                        store.update(sid, changes, now, now + HOUR, None)
+                    else:
+                        store.save(sid, changes, meta())
             except BaseException as exc:  # reported below
                 errors.append(exc)
 

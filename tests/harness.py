@@ -40,9 +40,9 @@ class Harness:
         self.engine = SessionEngine(self.store, self.manager, JSONCodec(), clock=self.clock)
         self.loads = 0
 
-    def _open(self, session: Session, raw: str | None) -> None:
-        self.loads += 1
-        self.engine.load(session, raw)
+    def _open(self, session: Session, raw: str | None, fetch: bool) -> bool:
+        self.loads += fetch
+        return self.engine.load(session, raw, fetch)
 
     def request(self, raw_id: str | None = None) -> Session:
         return self.engine.session(self._open, raw_id)

@@ -310,12 +310,25 @@ def test_concurrent_requests_writing_different_keys_both_survive(h: Harness) -> 
 def test_save_after_concurrent_logout_does_not_resurrect(h: Harness) -> None:
     sid = h.new_session(user="ana")
     slow, logout = h.request(sid), h.request(sid)
+    assert slow["user"] == "ana"
     slow["cart"] = [1]
     logout.invalidate()
     h.finish(logout)
     decision = h.finish(slow)
     assert decision.cookie is CookieOp.REVOKE
     assert h.store.load(sid) is None
+
+
+def test_blind_write_after_concurrent_logout_starts_a_fresh_anonymous_session(h: Harness) -> None:
+    sid = h.new_session(user="ana")
+    slow, logout = h.request(sid), h.request(sid)
+    slow["cart"] = [1]  # never reads the session
+    logout.invalidate()
+    h.finish(logout)
+    decision = h.finish(slow)
+    assert decision.action is Action.SAVE and decision.cookie is CookieOp.SET
+    assert decision.sid != sid and h.store.load(sid) is None
+    assert dict(h.request(decision.sid)) == {"cart": [1]}
 
 
 def test_user_is_indexed_for_logout_everywhere(h: Harness) -> None:
@@ -374,6 +387,7 @@ def test_corrupt_stored_value_reads_as_absent(h: Harness) -> None:
 def test_second_commit_sends_only_news(h: Harness) -> None:
     sid = h.new_session(a=1)
     s = h.request(sid)
+    assert s["a"] == 1
     s["a"] = 2
     assert h.finish(s).action is Action.SAVE
     assert h.finish(s).action is Action.NOTHING
@@ -408,3 +422,55 @@ def test_minted_ids_are_adopted_in_strict_mode_and_others_are_not() -> None:
     s = h.request(foreign)
     s["x"] = 1
     assert h.finish(s).sid != foreign
+
+
+def test_write_only_request_updates_without_reading(h: Harness) -> None:
+    sid = h.new_session(a=1, user_name="ana")
+    first = h.request(sid)
+    first.user = "ana"
+    h.finish(first)
+    h.store.calls.clear()
+    h.loads = 0
+    h.clock.advance(10)
+    s = h.request(sid)
+    s["a"] = 2
+    s.update(b=3)
+    decision = h.finish(s)
+    assert decision.action is Action.UPDATE and decision.cookie is CookieOp.KEEP
+    assert h.store.calls == [] and h.loads == 0  # MemoryStore updates natively: no load, no save
+    s["c"] = 4  # a late change (a streamed body) is a second update with only the news
+    assert h.finish(s).action is Action.UPDATE
+    record = h.store.load(sid)
+    assert record is not None and record.user == "ana"
+    again = h.request(sid)
+    assert dict(again) == {"a": 2, "b": 3, "c": 4, "user_name": "ana"}
+    assert again.created < h.clock.now  # the stored creation time was kept
+
+
+def test_blind_write_then_read_sees_the_write_over_stored_data(h: Harness) -> None:
+    sid = h.new_session(a=1, b=1)
+    s = h.request(sid)
+    s["a"] = 2
+    assert s["b"] == 1 and s["a"] == 2 and len(s) == 2
+    assert h.finish(s).action is Action.SAVE
+    assert dict(h.request(sid)) == {"a": 2, "b": 1}
+
+
+def test_blind_write_to_unknown_id_starts_new_session(h: Harness) -> None:
+    planted = new_id()
+    s = h.request(planted)
+    s["x"] = 1
+    decision = h.finish(s)
+    assert decision.action is Action.SAVE and decision.sid != planted
+    assert decision.cookie is CookieOp.SET
+
+
+def test_blind_write_respects_absolute_lifetime() -> None:
+    h = Harness(idle_timeout=100, absolute_timeout=150, touch_interval=0)
+    sid = h.new_session(a=1)
+    h.clock.advance(90)
+    s = h.request(sid)
+    s["a"] = 2
+    assert h.finish(s).action is Action.UPDATE
+    record = h.store.load(sid)
+    assert record is not None and record.expires == record.created + 150

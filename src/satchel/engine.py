@@ -21,7 +21,7 @@ from .codec import Codec
 from .errors import StoreUnavailable
 from .manager import Action, CookieOp, Decision, SessionManager
 from .record import SessionMeta, SessionRecord
-from .session import Session
+from .session import Opener, Session
 from .stores.base import Store, is_client_side
 
 __all__ = ["FAIL_CLOSED", "FAIL_OPEN", "SessionEngine"]
@@ -62,29 +62,35 @@ class SessionEngine:
         self.fail_open = on_unavailable == FAIL_OPEN
         self.clock = clock
 
-    def session(self, opener: Callable[[Session, Any], None], request: Any) -> Session:
-        """A lazy session whose first touch calls ``opener(session, request)``."""
+    def session(self, opener: Opener, request: Any) -> Session:
+        """A lazy session whose first touch calls ``opener(session, request, fetch)``."""
         return Session(self.codec, self.clock(), opener, request)
 
-    def load(self, session: Session, raw_id: str | None) -> None:
+    def load(self, session: Session, raw_id: str | None, fetch: bool = True) -> bool:
         """Fill ``session`` from the store, given the value the client sent (unvalidated).
 
-        The value is an id, or for a client-side store the sealed session itself.
+        The value is an id, or for a client-side store the sealed session itself.  With
+        ``fetch`` false only the id is learnt (no I/O), for a request that only writes.
+        Returns True once nothing is left to read.
         """
         manager = self.manager
         sealer = self.sealer
         record: SessionRecord | None
         try:
             if sealer is None:
-                sid = manager.client_id(raw_id)
-                session.client_id = sid
+                if session._identified and fetch:
+                    sid = session.client_id
+                else:
+                    sid = session.client_id = manager.client_id(raw_id)
                 if sid is None:
-                    return
+                    return True
+                if not fetch:
+                    return False
                 record = self.store.load(sid)
             else:
                 opened = sealer.open(raw_id, session._now) if raw_id else None
                 if opened is None:
-                    return
+                    return True
                 sid, record = opened
                 session.client_id = sid
         except StoreUnavailable:
@@ -92,13 +98,14 @@ class SessionEngine:
                 raise
             log.warning("session store unavailable; serving this request without its session")
             session._degraded = True
-            return
+            return True
         record = manager.accept(record, session._now)
         if record is None:
             if manager.adopts(sid):
                 session._sid = sid
-            return
+            return True
         session._attach(sid, record)
+        return True
 
     def commit(self, session: Session, *, failed: bool = False,
                overhead: Callable[[Decision], int] | None = None) -> Decision:
@@ -139,6 +146,19 @@ class SessionEngine:
                     session._discard = []
                     return Decision(Action.NOTHING, cookie=CookieOp.REVOKE, vary=True)
                 session._saved(sid, changes, meta)
+            elif action is Action.UPDATE:
+                sid, meta = _target(decision)
+                changes = decision.changes
+                if changes is not None and not store.update(
+                    sid, changes, meta.accessed, meta.expires, self.manager.absolute_timeout
+                ):
+                    # Expired, deleted or never stored: what was written starts a new session.
+                    session._opener = None
+                    session._request = None
+                    if self.manager.adopts(sid):
+                        session._sid = sid
+                    return self.commit(session, overhead=overhead)
+                session._flushed()
             elif action is Action.TOUCH:
                 sid, meta = _target(decision)
                 store.touch(sid, meta.accessed, meta.expires)

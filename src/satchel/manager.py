@@ -28,6 +28,7 @@ class Action(enum.Enum):
 
     NOTHING = "nothing"
     SAVE = "save"
+    UPDATE = "update"  # blind write: apply changes to the stored session, never read
     TOUCH = "touch"
     DELETE = "delete"
 
@@ -172,6 +173,8 @@ class SessionManager:
             # The store was down when the session was opened and the policy let the request
             # run anonymously: do not overwrite the client's real session or its cookie.
             return Decision(Action.NOTHING, vary=True)
+        if session._opener is not None:
+            return self._blind(session, now)
         discard = tuple(session._discard)
         has_data = bool(session._data)
         created = session._created
@@ -206,6 +209,22 @@ class SessionManager:
         if not discard:
             return Decision(Action.NOTHING, sid, vary=True)
         return Decision(Action.NOTHING, sid, discard=discard, vary=True)
+
+    def _blind(self, session: Session, now: float) -> Decision:
+        """The request only assigned keys of a session it never read: update it in place.
+
+        The stored created time is not known here, so the store caps the new expiry at
+        ``created + absolute_timeout`` itself (``Store.update``).
+        """
+        changes = session._changes()
+        if changes is None:
+            return Decision(Action.NOTHING, session.client_id, vary=True)
+        idle = self.idle_timeout
+        expires = now + idle if idle is not None else math.inf
+        meta = SessionMeta(now, now, expires, None)
+        cookie = self._refresh() if idle is not None else CookieOp.KEEP
+        return Decision(Action.UPDATE, session.client_id, changes, meta, (), cookie,
+                        self._max_age(expires, now), True)
 
     def _refresh(self) -> CookieOp:
         # A persistent cookie's Max-Age must follow the sliding expiry; a browser-session

@@ -32,7 +32,9 @@ _IMMUTABLE = frozenset({
 })
 
 
-Opener = Callable[["Session", Any], None]
+# opener(session, request, fetch): learns the client's id and, when ``fetch`` is true, reads the
+# store.  Returns True once nothing is left to read (no id, or the session was read).
+Opener = Callable[["Session", Any, bool], bool]
 
 
 class Session(MutableMapping[str, Any]):
@@ -44,7 +46,7 @@ class Session(MutableMapping[str, Any]):
 
     __slots__ = (
         "_accessed", "_cleared", "_codec", "_created", "_data", "_decoded", "_degraded",
-        "_deleted",
+        "_deleted", "_identified",
         "_discard", "_loaded_id", "_now", "_opener", "_orig", "_request", "_revoke",
         "_rotated", "_set", "_sid", "_user", "_user_changed", "_watch", "client_id",
         "touched",
@@ -57,6 +59,7 @@ class Session(MutableMapping[str, Any]):
         self._opener = opener
         self._request = request
         self.touched = False
+        self._identified = False
         self.client_id: str | None = None
         self._sid: str | None = None
         self._loaded_id: str | None = None
@@ -85,16 +88,37 @@ class Session(MutableMapping[str, Any]):
         self.touched = True
         if opener is not None:
             self._opener = None
-            opener(self, self._request)
+            opener(self, self._request, True)
             self._request = None
 
+    def _blind(self) -> None:
+        """Prepare for a write that needs nothing from the store: learn the id, read nothing.
+
+        A request that only assigns keys never reads its session; the engine sends the new
+        values as an update of the stored session (one round trip), and only if that session
+        turns out to be gone does the write start a new one.
+        """
+        self.touched = True
+        if not self._identified:
+            self._identified = True
+            opener = self._opener
+            if opener is not None and opener(self, self._request, False):
+                self._opener = None
+                self._request = None
+
     def _attach(self, sid: str | None, record: SessionRecord | None) -> None:
-        """Called by the opener: adopt ``record`` under ``sid``, or start a new session."""
+        """Called by the opener: adopt ``record`` under ``sid``, or start a new session.
+
+        Keys assigned before the read (blind writes) keep their new values.
+        """
         if record is None:
             return
         self._sid = self._loaded_id = sid
         self._orig = record.data
-        self._data = record.data.copy()
+        data = record.data.copy()
+        for key in self._set:
+            data[key] = self._data[key]
+        self._data = data
         self._created = record.created
         self._accessed = record.accessed
         self._user = record.user
@@ -127,8 +151,10 @@ class Session(MutableMapping[str, Any]):
         if type(key) is not str:
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
         self._codec.check(key, value)
-        if self._opener is not None or not self.touched:
-            self._ensure()
+        if self._opener is not None:
+            self._blind()
+        elif not self.touched:
+            self.touched = True
         self._data[key] = value
         self._decoded.add(key)
         self._set.add(key)
@@ -350,6 +376,10 @@ class Session(MutableMapping[str, Any]):
         self._sid = self._loaded_id = sid
         self._created = meta.created
         self._accessed = meta.accessed
+        self._flushed()
+
+    def _flushed(self) -> None:
+        """Forget the changes just written, so a later flush sends only what is new."""
         self._set = set()
         self._deleted = set()
         self._cleared = False

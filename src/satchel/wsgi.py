@@ -81,8 +81,8 @@ class SessionMiddleware:
         if settings.auto_purge_every:
             self.purger = Purger(self.engine.purge, settings.auto_purge_every)
 
-    def _open(self, session: Session, environ: Environ) -> None:
-        self.engine.load(session, self.transport.read(environ.get(self._source)))
+    def _open(self, session: Session, environ: Environ, fetch: bool) -> bool:
+        return self.engine.load(session, self.transport.read(environ.get(self._source)), fetch)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         session = Session(self._codec, self._clock(), self._open, environ)

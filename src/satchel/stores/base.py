@@ -51,6 +51,17 @@ class Store(Protocol):
         False; True otherwise.
         """
 
+    def update(self, sid: str, changes: Changes, accessed: float, expires: float,
+               lifetime: float | None) -> bool:
+        """Apply ``changes`` to a live record without knowing its metadata (a blind write).
+
+        Atomically, against what is stored now: keeps the stored ``created`` and ``user``,
+        sets ``accessed``, and sets ``expires`` to the nearer of ``expires`` and the stored
+        ``created + lifetime`` (``lifetime`` None: ``expires`` as given).  Returns False,
+        writing nothing, when the record is absent or expired.  One round trip where the
+        engine allows it: a request that only writes its session then costs one.
+        """
+
     def delete(self, sid: str) -> bool:
         """Remove the record; True if there was one."""
 
@@ -136,6 +147,20 @@ class BaseStore:
 
     def delete(self, sid: str) -> bool:
         raise NotImplementedError
+
+    def update(self, sid: str, changes: Changes, accessed: float, expires: float,
+               lifetime: float | None) -> bool:
+        # Correct for any store (the save still merges atomically); stores that can do it in
+        # one round trip override it.
+        record = self.load(sid)
+        if record is None:
+            return False
+        if lifetime is not None:
+            expires = min(expires, record.created + lifetime)
+        meta = SessionMeta(record.created, accessed, expires, record.user)
+        blind = Changes(set=changes.set, deleted=changes.deleted, cleared=changes.cleared,
+                        create=False)
+        return self.save(sid, blind, meta)
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         raise NotImplementedError

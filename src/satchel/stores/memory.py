@@ -83,6 +83,26 @@ class MemoryStore(BaseStore):
             self._push(meta.expires, sid)
             return True
 
+    def update(self, sid: str, changes: Changes, accessed: float, expires: float,
+               lifetime: float | None) -> bool:
+        with self._lock:
+            record = self._records.get(sid)
+            if record is None or record.expires <= time.time():
+                return False
+            data = record.data
+            if changes.cleared:
+                data.clear()
+            for key in changes.deleted:
+                data.pop(key, None)
+            data.update(changes.set)
+            if lifetime is not None:
+                expires = min(expires, record.created + lifetime)
+            record.accessed = accessed
+            record.expires = expires
+            self._records.move_to_end(sid)
+            self._push(expires, sid)
+            return True
+
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         with self._lock:
             record = self._records.get(sid)
