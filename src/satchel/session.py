@@ -46,8 +46,8 @@ class Session(MutableMapping[str, Any]):
 
     __slots__ = (
         "_accessed", "_cleared", "_codec", "_created", "_data", "_decoded", "_degraded",
-        "_deleted", "_identified",
-        "_discard", "_loaded_id", "_now", "_opener", "_orig", "_request", "_revoke",
+        "_deleted", "_discard", "_identified", "_loaded_id", "_now", "_opener", "_orig",
+        "_request", "_revoke",
         "_rotated", "_set", "_sid", "_user", "_user_changed", "_watch", "client_id",
         "touched",
     )
