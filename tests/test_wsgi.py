@@ -399,3 +399,20 @@ def test_generator_change_between_start_response_and_first_chunk_gets_cookie() -
     resp = call(app_mw)
     assert "satchel" in resp.cookies
     assert app_mw.store.load(resp.cookies["satchel"]) is not None
+
+
+def test_iterator_that_changes_session_before_its_first_chunk_gets_cookie() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+
+        def body() -> Iterator[bytes]:
+            environ["satchel.session"]["inside"] = 1
+            yield b"x"
+
+        return body()
+
+    app_mw = mw(app)
+    resp = call(app_mw)
+    assert "satchel" in resp.cookies
+    record = app_mw.store.load(resp.cookies["satchel"])
+    assert record is not None and set(record.data) == {"inside"}

@@ -19,6 +19,7 @@ from .errors import ConfigurationError
 from .keys import Secret, SecretLike
 from .manager import SessionManager
 from .stores import Store, open_store, takes_secret
+from .stores.base import is_client_side
 from .transport import CookieTransport, HeaderTransport, QueryTransport, make_transport
 
 __all__ = ["DEFAULT_STORE_URL", "Settings"]
@@ -119,6 +120,11 @@ class Settings:
         return self.store, False
 
     def make_engine(self, store: Store) -> SessionEngine:
+        if self.transport == "querystring" and is_client_side(store):
+            raise ConfigurationError(
+                "a client-side store needs the cookie or header transport: "
+                "a sealed session cannot travel in links"
+            )
         mint_key = None
         if self.transport == "querystring":
             # The redirect hands out an id before anything is stored; strict mode recognises it

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
 
 from .config import Settings
-from .errors import ConfigurationError, StoreUnavailable
+from .errors import StoreUnavailable
 from .keys import SecretLike
 from .manager import Action, CookieOp, Decision
 from .purge import Purger
 from .session import Session
 from .stores import Store
-from .stores.base import is_client_side
+from .transport import QueryTransport
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -72,11 +72,6 @@ class SessionMiddleware:
         else:
             self._source = "HTTP_" + self.transport.header_name.upper().replace("-", "_")
         self._redirect = source == "query"
-        if self._redirect and is_client_side(self.store):
-            raise ConfigurationError(
-                "a client-side store needs the cookie or header transport: "
-                "a sealed session cannot travel in links"
-            )
         self.purger: Purger | None = None
         if settings.auto_purge_every:
             self.purger = Purger(self.engine.purge, settings.auto_purge_every)
@@ -108,7 +103,8 @@ class SessionMiddleware:
     def _redirect_with_id(self, environ: Environ, start_response: StartResponse,
                           query: str) -> Iterable[bytes]:
         transport = self.transport
-        assert hasattr(transport, "redirect_query")
+        if not isinstance(transport, QueryTransport):
+            raise TypeError("only the query-string transport redirects")
         path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
         location = f"{path}?{transport.redirect_query(query, self.engine.manager.mint_id())}"
         start_response("302 Found", [("Location", location), ("Content-Length", "0"),
@@ -196,6 +192,10 @@ class _Call:
 
     def returned(self, result: Iterable[bytes]) -> Iterable[bytes]:
         self.returned_ = True
+        if type(result) is not list:
+            # An iterator may still change the session while it produces its first chunk:
+            # the headers wait for that chunk.
+            return _Body(result, self)
         try:
             if self.status is not None and not self.sent:
                 self._send()
@@ -205,9 +205,9 @@ class _Call:
         except BaseException:
             _close(result)
             raise
-        if type(result) is list and not self.environ.get("wsgi.run_once"):
-            return result  # the body is complete: nothing can change the session any more
-        return _Body(result, self)
+        if self.environ.get("wsgi.run_once"):
+            return _Body(result, self)
+        return result  # the body is complete: nothing can change the session any more
 
     def finished(self, completed: bool) -> None:
         """The body has been sent (or abandoned): save late changes, purge under run_once."""
@@ -256,11 +256,17 @@ class _Body:
                 if not call.sent:
                     call._send()
                 yield chunk
+            if not call.sent:
+                call._send()
+        except StoreUnavailable:
+            call.failed = True
+            if call.sent:
+                raise
+            yield from call.unavailable()
+            return
         except BaseException:
             call.failed = True
             raise
-        if not call.sent:
-            call._send()
         self.completed = True
 
     def close(self) -> None:
