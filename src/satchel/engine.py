@@ -11,7 +11,6 @@ instead of loaded, and every save or touch seals the whole session into a new va
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -134,7 +133,9 @@ class SessionEngine:
                 changes = decision.changes
                 data = session._orig if changes is None else changes.apply(session._orig)
                 token = sealer.seal(sid, data, meta, 0 if overhead is None else overhead(decision))
-                decision = dataclasses.replace(decision, cookie=CookieOp.SET, token=token)
+                # A SAVE or TOUCH decision is made fresh for this request: ours to complete.
+                decision.cookie = CookieOp.SET
+                decision.token = token
                 session._saved(sid, changes, meta)
             elif action is Action.SAVE:
                 sid, meta = _target(decision)

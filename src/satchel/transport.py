@@ -103,6 +103,7 @@ class CookieTransport:
         if samesite:
             tail += f"; SameSite={samesite}"
         self._tail = tail  # built once; per request only Path, Secure and Max-Age vary
+        self._overheads: dict[tuple[int, bool, str], int] = {}
 
     def read(self, raw: str | None) -> str | None:
         """The first value of our cookie in a ``Cookie`` header (RFC 6265 section 5.4 order)."""
@@ -135,7 +136,15 @@ class CookieTransport:
         return headers
 
     def overhead(self, decision: Decision, *, https: bool, script_name: str) -> int:
-        return len(self._set_cookie("", decision.max_age, https, script_name).encode())
+        max_age = decision.max_age
+        # Only the number of Max-Age digits changes the length: remember each combination.
+        key = (-1 if max_age is None else len(str(max_age)), https, script_name)
+        found = self._overheads.get(key)
+        if found is None:
+            found = len(self._set_cookie("", max_age, https, script_name).encode())
+            if len(self._overheads) < 256:
+                self._overheads[key] = found
+        return found
 
     def _set_cookie(self, value: str | None, max_age: int | None, https: bool,
                     script_name: str, *, revoke: bool = False) -> str:
