@@ -1,11 +1,14 @@
-"""RedisStore on one private redis-server: the store contract, its layout, round trips counted
-with MONITOR, fork safety, URLs and outages."""
+"""RedisStore on one private redis-server: the store contract, its layout, blind updates, round
+trips counted with MONITOR, the store's own connections (threads, fork, restart, timeouts), URLs
+and outages."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,13 +17,19 @@ import pytest
 import redis
 
 import satchel
-from satchel import Changes, StoreTimeout, StoreUnavailable
+from satchel import Changes, SessionMeta, StoreTimeout, StoreUnavailable
 from satchel.ids import new_id
 from satchel.stores.redis import RedisStore
 
-from .contract import StoreContract, meta, put
+from .contract import HOUR, StoreContract, meta, put
 from .servers import LOOPBACK, free_port
-from .servers.redis import CommandLog, RedisServer, RedisTLSServer, running_server
+from .servers.redis import (
+    CommandLog,
+    RedisServer,
+    RedisTLSServer,
+    redis_command,
+    running_server,
+)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +137,75 @@ def test_script_cache_flushed_falls_back_to_eval(store: RedisStore) -> None:
     assert record is not None and record.data == {"a": "1"} and record.user == "ana"
 
 
+# -- update: one script that reads the stored created time itself -----------------------------
+
+def _raw(store: RedisStore) -> redis.Redis:
+    return redis.Redis(port=store.client().get_connection_kwargs()["port"], decode_responses=True)
+
+
+def test_update_capped_expiry_is_exact_and_native(store: RedisStore) -> None:
+    sid = new_id()
+    now = time.time()
+    created = now - 100.123456789
+    store.save(sid, Changes(set={"a": "1"}), SessionMeta(created, created, now + 60, "ana"))
+    assert store.update(sid, Changes(set={"a": "2"}, create=False), now, now + HOUR, 400.0)
+    record = store.load(sid)
+    assert record is not None
+    assert record.expires == created + 400.0  # the very float Python computes, not 14 digits
+    assert (record.created, record.accessed, record.user) == (created, now, "ana")
+    raw = _raw(store)
+    try:
+        assert raw.pexpiretime(store.session_key(sid)) == int((created + 400.0) * 1000)
+        # uncapped: the expiry given, written as given
+        assert store.update(sid, Changes(create=False), now, now + 30, 400.0)
+        assert raw.hget(store.session_key(sid), "m:expires") == repr(now + 30)
+        assert raw.pexpiretime(store.session_key(sid)) == int((now + 30) * 1000)
+        # an idle-less manager sends an infinite expiry; the lifetime always caps it
+        assert store.update(sid, Changes(create=False), now, float("inf"), 400.0)
+        assert raw.pexpiretime(store.session_key(sid)) == int((created + 400.0) * 1000)
+    finally:
+        raw.close()
+    assert store.user_sessions("ana") == [sid]  # the user index is untouched
+
+
+def test_update_cleared_keeps_created_and_user(store: RedisStore) -> None:
+    sid = new_id()
+    now = time.time()
+    store.save(sid, Changes(set={"a": "1", "b": "2"}),
+               SessionMeta(now - 10, now - 10, now + 60, "ana"))
+    assert store.update(sid, Changes(set={"z": "26"}, deleted=frozenset({"a"}), cleared=True,
+                                     create=False), now, now + HOUR, None)
+    record = store.load(sid)
+    assert record is not None
+    assert record.data == {"z": "26"}
+    assert (record.created, record.accessed, record.expires, record.user) == (
+        now - 10, now, now + HOUR, "ana")
+    assert store.user_sessions("ana") == [sid]
+
+
+def test_update_with_thousands_of_keys(store: RedisStore) -> None:
+    sid = new_id()
+    put(store, sid, {f"k{i}": str(i) for i in range(3000)})
+    now = time.time()
+    changes = Changes(set={f"n{i}": str(i) for i in range(2500)},
+                      deleted=frozenset(f"k{i}" for i in range(2000)), create=False)
+    assert store.update(sid, changes, now, now + HOUR, None)
+    record = store.load(sid)
+    assert record is not None
+    assert record.data == {**{f"k{i}": str(i) for i in range(2000, 3000)},
+                           **{f"n{i}": str(i) for i in range(2500)}}
+
+
+def test_update_after_script_flush_falls_back_to_eval(store: RedisStore) -> None:
+    sid = new_id()
+    put(store, sid, {"a": "1"})
+    store.client().script_flush()
+    now = time.time()
+    assert store.update(sid, Changes(set={"b": "2"}, create=False), now, now + HOUR, None)
+    record = store.load(sid)
+    assert record is not None and record.data == {"a": "1", "b": "2"}
+
+
 # -- round trips, counted -------------------------------------------------------------------
 
 def _warm(store: RedisStore) -> None:
@@ -136,6 +214,7 @@ def _warm(store: RedisStore) -> None:
     sid = new_id()
     put(store, sid, {"a": "1"})
     store.touch(sid, time.time(), time.time() + 60)
+    store.update(sid, Changes(create=False), time.time(), time.time() + 60, None)
     store.delete(sid)
 
 
@@ -166,6 +245,31 @@ def test_round_trips_of_each_operation(server: RedisServer, store: RedisStore) -
     with CommandLog(server.port) as log:
         assert store.delete(sid) is True
     assert log.calls == ["DEL"]
+
+
+def test_round_trips_of_update(server: RedisServer, store: RedisStore) -> None:
+    sid = new_id()
+    _warm(store)
+    put(store, sid, {"a": "1", "b": "2"}, user="ana")
+    now = time.time()
+    with CommandLog(server.port) as log:
+        assert store.update(sid, Changes(set={"a": "10"}, create=False), now, now + HOUR, 900.0)
+    assert log.calls == ["EVALSHA"]
+    assert log.lua == ["HMGET", "HSET", "PEXPIREAT"]
+    with CommandLog(server.port) as log:
+        assert store.update(sid, Changes(set={"c": "3"}, deleted=frozenset({"b"}),
+                                         create=False), now, now + HOUR, None)
+    assert log.calls == ["EVALSHA"]
+    assert log.lua == ["HMGET", "HDEL", "HSET", "PEXPIREAT"]
+    with CommandLog(server.port) as log:
+        assert store.update(sid, Changes(set={"z": "1"}, cleared=True, create=False),
+                            now, now + HOUR, None)
+    assert log.calls == ["EVALSHA"]
+    assert log.lua == ["HMGET", "DEL", "HSET", "PEXPIREAT"]
+    with CommandLog(server.port) as log:
+        assert store.update(new_id(), Changes(set={"a": "1"}, create=False),
+                            now, now + HOUR, None) is False
+    assert log.calls == ["EVALSHA"] and log.lua == ["HMGET"]
 
 
 def _request(app: Any, path: str, cookie: str | None = None) -> tuple[str, dict[str, str], bytes]:
@@ -199,6 +303,8 @@ def _session_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     if path == "/write":
         session["n"] = session.get("n", 0) + 1
         body = str(session["n"]).encode()
+    elif path == "/assign":  # writes without reading: a blind update
+        session["last"] = "assigned"
     elif path == "/read":
         body = str(session.get("n")).encode()
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -231,12 +337,157 @@ def test_round_trips_of_requests_through_the_middleware(
     assert log.calls == ["HGETALL", "EVALSHA"] and log.lua[-1] == "PEXPIREAT"
 
 
+def test_a_write_only_request_costs_one_command(server: RedisServer, store: RedisStore) -> None:
+    app = satchel.SessionMiddleware(_session_app, store=store)
+    _warm(store)
+    status, headers, _ = _request(app, "/write")
+    cookie = headers["Set-Cookie"].split(";")[0]
+    with CommandLog(server.port) as log:
+        status, headers, body = _request(app, "/assign", cookie)
+    assert (status, body) == ("200 OK", b"plain")
+    assert log.calls == ["EVALSHA"]  # no HGETALL: the session was never read
+    assert log.lua == ["HMGET", "HSET", "PEXPIREAT"]
+    record = store.load(cookie.split("=", 1)[1])
+    assert record is not None and record.data == {"n": "1", "last": '"assigned"'}
+    # a write-only request to a session that is gone starts a new one: update, then save
+    store.delete(cookie.split("=", 1)[1])
+    with CommandLog(server.port) as log:
+        status, headers, _ = _request(app, "/assign", cookie)
+    assert log.calls == ["EVALSHA", "EVALSHA"]
+    assert headers["Set-Cookie"].split(";")[0] != cookie
+
+
+# -- the store's own connections (the fast lane for HGETALL and the scripts) -------------------
+
+def _lane_id(store: RedisStore) -> int:
+    """The server's id of the connection the store's hot commands run on (one thread)."""
+    assert store._direct is not None
+    return int(store._direct.call("CLIENT", "ID"))
+
+
+def test_threads_share_a_bounded_set_of_connections(store: RedisStore) -> None:
+    sid = new_id()
+    put(store, sid, {"seed": "0"})
+    workers, n = 6, 40
+    errors: list[BaseException] = []
+    start = threading.Barrier(workers)
+
+    def work(w: int) -> None:
+        try:
+            start.wait(10)
+            for i in range(n):
+                now = time.time()
+                assert store.update(sid, Changes(set={f"w{w}_{i}": "1"}, create=False),
+                                    now, now + HOUR, None)
+                record = store.load(sid)
+                assert record is not None and f"w{w}_{i}" in record.data
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    record = store.load(sid)
+    assert record is not None and len(record.data) == 1 + workers * n
+    assert store._direct is not None
+    # threads that ended left their connections for reuse: no more than ever ran at once
+    idle = len(store._direct._idle)
+    assert 1 <= idle <= workers
+    created = store.client().connection_pool._created_connections  # type: ignore[union-attr]
+    assert created <= workers
+    store.close()  # the idle connections go back to the pool
+    assert store._direct._idle == []
+
+
+def test_commands_are_packed_by_the_connection_without_hiredis(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("satchel.stores.redis._pack_command", None)
+    sid = new_id()
+    now = time.time()
+    put(store, sid, {"a": "1"}, now=now)
+    assert store.update(sid, Changes(set={"b": "2"}, create=False), now, now + HOUR, None)
+    record = store.load(sid)
+    assert record is not None and record.data == {"a": "1", "b": "2"}
+    assert (record.accessed, record.expires) == (now, now + HOUR)
+
+
+def test_resp3_replies_are_read_too(server: RedisServer) -> None:
+    with RedisStore(LOOPBACK, server.port, protocol=3) as store:
+        sid = new_id()
+        put(store, sid, {"a": "1"}, user="ana")
+        record = store.load(sid)
+        assert record is not None and record.data == {"a": "1"} and record.user == "ana"
+        assert store.load(new_id()) is None
+
+
+def test_connection_recovers_after_a_server_restart() -> None:
+    with running_server() as srv, RedisStore(LOOPBACK, srv.port, timeout=1) as store:
+        sid = new_id()
+        put(store, sid, {"a": "1"})
+        srv.stop()
+        srv.start()  # same port, empty: the connection the store holds is dead
+        assert store.load(sid) is None  # no error: the dead socket is replaced on the spot
+        put(store, sid, {"a": "2"})
+        srv.stop()
+        with pytest.raises(StoreUnavailable):
+            store.load(sid)
+        srv.start()
+        put(store, sid, {"a": "3"})
+        with CommandLog(srv.port) as log:
+            record = store.load(sid)
+        assert record is not None and record.data == {"a": "3"}
+        assert log.calls == ["HGETALL"]
+
+
+def test_a_dead_connection_is_retried_once_on_a_new_one() -> None:
+    with running_server() as srv, RedisStore(LOOPBACK, srv.port, timeout=1) as store:
+        sid = new_id()
+        put(store, sid, {"a": "1"})
+        _warm(store)
+        before = _lane_id(store)
+        # the server drops the store's connection while it sits idle
+        assert redis_command(srv.port, "CLIENT", "KILL", "ID", str(before)).startswith(":1")
+        with CommandLog(srv.port) as log:
+            now = time.time()
+            assert store.update(sid, Changes(set={"b": "2"}, create=False), now, now + HOUR,
+                                None)
+        assert log.calls.count("EVALSHA") == 1  # sent once, on the new connection
+        assert _lane_id(store) != before
+
+
+def test_a_timed_out_command_is_not_sent_again() -> None:
+    with running_server() as srv, RedisStore(LOOPBACK, srv.port, timeout=0.3) as store:
+        sid = new_id()
+        put(store, sid, {"a": "1"})
+        _warm(store)
+        assert srv.proc is not None
+        with CommandLog(srv.port) as log:
+            os.kill(srv.proc.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                now = time.time()
+                with pytest.raises(StoreTimeout):
+                    store.update(sid, Changes(set={"b": "2"}, create=False), now, now + HOUR,
+                                 None)
+                assert 0.25 < time.monotonic() - started < 1.0  # one timeout, not two
+            finally:
+                os.kill(srv.proc.pid, signal.SIGCONT)
+        assert log.calls == ["EVALSHA"]  # the server ran it once, when it woke
+        record = store.load(sid)
+        assert record is not None and record.data == {"a": "1", "b": "2"}
+
+
 # -- fork safety -------------------------------------------------------------------------------
 
 def test_fork_child_never_uses_the_parents_connection(store: RedisStore) -> None:
     sid = new_id()
     put(store, sid, {"a": "1"})
     parent_conn = store.client().client_id()
+    parent_lane = _lane_id(store)
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: use the store, report, and leave without running any cleanup
@@ -245,7 +496,7 @@ def test_fork_child_never_uses_the_parents_connection(store: RedisStore) -> None
             os.close(reader)
             record = store.load(sid)
             store.save(sid, Changes(set={"child": '"yes"'}, create=False), meta())
-            report = {"conn": store.client().client_id(),
+            report = {"conn": store.client().client_id(), "lane": _lane_id(store),
                       "a": record.data["a"] if record else None}
             os.write(writer, json.dumps(report).encode())
             code = 0
@@ -257,8 +508,10 @@ def test_fork_child_never_uses_the_parents_connection(store: RedisStore) -> None
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert report["a"] == "1"
-    assert report["conn"] != parent_conn  # the child opened its own connection
-    assert store.client().client_id() == parent_conn  # the parent's socket is intact
+    assert report["conn"] != parent_conn  # the child opened its own connections
+    assert report["lane"] not in (parent_conn, parent_lane)
+    assert store.client().client_id() == parent_conn  # the parent's sockets are intact
+    assert _lane_id(store) == parent_lane
     record = store.load(sid)
     assert record is not None and record.data == {"a": "1", "child": '"yes"'}
 

@@ -140,6 +140,7 @@ def test_round_trips_in_a_cluster(cluster: RedisClusterServers, store: RedisStor
         warm = new_id()
         put(store, warm, {"a": "1"}, user=f"w{i}")
         store.touch(warm, time.time(), time.time() + 60)
+        store.update(warm, Changes(create=False), time.time(), time.time() + 60, None)
     with CommandLog(*cluster.ports) as log:
         put(store, sid, {"a": "1"}, user="ana")
     assert sorted(log.calls) == ["EVALSHA", "SADD"]  # one round, two nodes
@@ -152,6 +153,16 @@ def test_round_trips_in_a_cluster(cluster: RedisClusterServers, store: RedisStor
     with CommandLog(*cluster.ports) as log:
         assert store.touch(sid, time.time(), time.time() + 60) is True
     assert log.calls == ["EVALSHA"]
+    store.save(sid, Changes(create=False), meta(user="ana"))
+    now = time.time()
+    with CommandLog(*cluster.ports) as log:
+        assert store.update(sid, Changes(set={"c": "3"}, deleted=frozenset({"a"}), create=False),
+                            now, now + 3600, 900.0) is True
+    assert log.calls == ["EVALSHA"]  # a blind write: one command, on the session's node
+    assert log.lua == ["HMGET", "HDEL", "HSET", "PEXPIREAT"]
+    record = store.load(sid)
+    assert record is not None and record.data == {"b": "2", "c": "3"} and record.user == "ana"
+    assert store.user_sessions("ana") == [sid]
 
 
 def test_unreachable_cluster_raises_store_unavailable_fast() -> None:

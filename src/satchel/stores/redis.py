@@ -12,18 +12,25 @@ Layout, under a configurable prefix (default ``satchel:``):
   leaves a stale member that :meth:`RedisStore.user_sessions` and :meth:`RedisStore.purge`
   check against the session and remove.
 
-Round trips: ``load`` is one ``HGETALL``; ``save`` and ``touch`` are one ``EVALSHA`` of a small
-Lua script that checks ``EXISTS`` (so a deleted session is never resurrected) and applies
-``HDEL``/``HSET``/``PEXPIREAT`` atomically, so concurrent writers of different keys never
-overwrite each other.  In a cluster the user set lives in another slot: its ``SADD`` rides in
-the same pipeline round as the script, sent to its own node.
+Round trips: ``load`` is one ``HGETALL``; ``save``, ``update`` and ``touch`` are one
+``EVALSHA`` of a small Lua script that checks the session is there (so a deleted session is
+never resurrected) and applies ``HDEL``/``HSET``/``PEXPIREAT`` atomically, so concurrent writers
+of different keys never overwrite each other.  ``update`` (a blind write) reads the stored
+``m:created`` inside its script to cap the expiry, so it needs no ``load`` first.  In a cluster
+the user set lives in another slot: its ``SADD`` rides in the same pipeline round as the script,
+sent to its own node.
+
+On a single server those hot commands skip redis-py's per-command layers (see
+:class:`_Connections`); everything else goes through the redis-py client as usual.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from hashlib import sha1
 from typing import Any, cast
 from urllib.parse import SplitResult, unquote
@@ -31,14 +38,29 @@ from urllib.parse import SplitResult, unquote
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
 from ..record import Changes, SessionMeta, SessionRecord
 from .base import BaseStore, url_options
+
+# hiredis is optional (redis-py's speed-up); without it the connection's own packer serves.
+_pack_command: Callable[[tuple[Any, ...]], bytes] | None = None
+try:
+    import hiredis
+
+    _pack_command = cast("Callable[[tuple[Any, ...]], bytes]", hiredis.pack_command)
+except ImportError:
+    pass
+
+# redis-py before 5.3 wants a command name (unused) to hand out a connection; later versions
+# warn when given one.
+_CHECKOUT_ARGS = () if inspect.signature(ConnectionPool.get_connection).parameters[
+    "command_name"].default is None else ("HGETALL",)
 
 __all__ = ["RedisStore", "from_url"]
 
@@ -77,6 +99,48 @@ if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[4]) end
 return 1
 """
 
+# ARGV: now, accessed, expires, lifetime ('' for none), cleared, number of fields to delete,
+# those fields, then field/value pairs to set.  Never creates; a dead session (by the caller's
+# clock, as in load) is left alone.  The stored created time caps the expiry, and with
+# ``cleared`` the stored created and user are written back after the DEL.  A capped expiry is
+# formatted with 17 significant digits, which read back as the very same float.
+_UPDATE = """
+local key = KEYS[1]
+local stored = redis.call('HMGET', key, 'm:created', 'm:expires', 'm:user')
+local created, ends = tonumber(stored[1]), tonumber(stored[2])
+if not created or not ends or ends <= tonumber(ARGV[1]) then return 0 end
+local expires, text = tonumber(ARGV[3]), ARGV[3]
+if ARGV[4] ~= '' then
+  local cap = created + tonumber(ARGV[4])
+  if cap < expires then expires, text = cap, string.format('%.17g', cap) end
+end
+local fields = {'m:accessed', ARGV[2], 'm:expires', text}
+if ARGV[5] == '1' then
+  redis.call('DEL', key)
+  fields[5], fields[6] = 'm:created', stored[1]
+  if stored[3] then fields[7], fields[8] = 'm:user', stored[3] end
+end
+local i, last = 7, 6 + tonumber(ARGV[6])
+while i <= last do
+  local stop = math.min(i + 499, last)
+  redis.call('HDEL', key, unpack(ARGV, i, stop))
+  i = stop + 1
+end
+for j = i, #ARGV do fields[#fields + 1] = ARGV[j] end
+i = 1
+while i <= #fields do
+  local stop = math.min(i + 999, #fields)
+  redis.call('HSET', key, unpack(fields, i, stop))
+  i = stop + 1
+end
+if expires < math.huge then
+  redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
+else
+  redis.call('PERSIST', key)
+end
+return 1
+"""
+
 # ARGV: accessed, expires, expire-at (ms).  Never creates.
 _TOUCH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -98,6 +162,82 @@ class _Script:
 
 _SAVE_SCRIPT = _Script(_SAVE)
 _TOUCH_SCRIPT = _Script(_TOUCH)
+_UPDATE_SCRIPT = _Script(_UPDATE)
+
+
+class _Connections:
+    """The store's fast lane to one server: pooled connections driven by their own API.
+
+    ``Redis.execute_command`` costs about as much as a loopback round trip: a pool checkout and
+    check-in (two lock rounds and metrics hooks), a retry wrapper and timers built per call, and
+    a response-callback lookup.  The store's hot commands (``HGETALL`` and its scripts) skip
+    those layers and use the connection's public ``send_packed_command``/``read_response``
+    (which map socket failures to ``ConnectionError``/``TimeoutError`` and drop the socket),
+    keeping what the layers guaranteed:
+
+    * Connections come from the client's pool (connected, authenticated, with its timeouts and
+      TLS) and stay on this list of idle ones instead of going back after each command.
+      ``list.pop``/``append`` are atomic, so threads share the list without a lock and each
+      connection serves one thread at a time.  The list holds at most as many as ever ran at
+      once, which the pool's ``max_connections`` bounds; a thread that ends leaks nothing.
+    * A reply is always read to its end, or the socket is dropped (``disconnect``): a
+      connection never goes back on the list with a reply pending.
+    * A ``ConnectionError`` (typically a socket that died with a restarted server) is retried
+      once on a new socket; a timeout is never retried, so a frozen server costs one timeout
+      and a command that may have run is not sent again.  (The retried commands are idempotent:
+      a read, or a script that leaves the same state when run twice with the same arguments.)
+    * After a fork the child drops the list, which holds its parent's sockets, and takes new
+      connections from the pool, which resets itself in the child.
+    """
+
+    __slots__ = ("_idle", "_lock", "_pid", "_pool")
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._idle: list[Any] = []
+
+    def call(self, *args: str | int | float) -> Any:
+        """Send one command and return its raw reply (RESP2: HGETALL answers a flat list)."""
+        if self._pid != os.getpid():
+            self._forked()
+        # hiredis packs in C what the connection's packer would first walk in Python; both
+        # write a float as its repr, which reads back as the same float.
+        packed = [_pack_command(args)] if _pack_command is not None else None
+        idle = self._idle
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = self._pool.get_connection(*_CHECKOUT_ARGS)
+        try:
+            try:
+                conn.send_packed_command(packed or conn.pack_command(*args))
+                return conn.read_response()
+            except RedisConnectionError:
+                conn.disconnect()  # the next send connects anew
+                conn.send_packed_command(packed or conn.pack_command(*args))
+                return conn.read_response()
+        except ResponseError:
+            raise  # an error reply was read whole: the connection is still in step
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            idle.append(conn)
+
+    def _forked(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._idle = []  # the parent's sockets: never written to by this process
+                self._pid = os.getpid()
+
+    def close(self) -> None:
+        """Hand the idle connections back to the pool (which the client then disconnects)."""
+        idle, self._idle = self._idle, []
+        if self._pid == os.getpid():
+            for conn in idle:
+                self._pool.release(conn)
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:
@@ -173,9 +313,13 @@ class RedisStore(BaseStore):
         self._client: Client | None = client
         self._nodes = [(h, int(p)) for h, p in cluster] if cluster else []
         self._options = options
+        # The fast lane, for a single server whose client is ours: a given client keeps its
+        # own per-command options (retries, single connection), so it takes the usual path.
+        self._direct: _Connections | None = None
         if client is None and not cluster:
             # redis-py's pool connects lazily and replaces its connections after a fork.
             self._client = redis.Redis(host=host, port=port, db=db, **options)
+            self._direct = _Connections(self._client.connection_pool)
 
     # -- the client ---------------------------------------------------------------------------
 
@@ -208,22 +352,42 @@ class RedisStore(BaseStore):
         except NoScriptError:
             return client.eval(script.text, len(keys), *keys, *args)
 
+    def _script(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` on the server of its keys (a single server, or one cluster slot)."""
+        direct = self._direct
+        if direct is None:
+            return self._run(self.client(), script, keys, args)
+        try:
+            return direct.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return direct.call("EVAL", script.text, len(keys), *keys, *args)
+
     # -- the contract -------------------------------------------------------------------------
 
     def load(self, sid: str) -> SessionRecord | None:
+        direct = self._direct
         try:
-            raw = cast("dict[str, str]", self.client().hgetall(self.session_key(sid)))
+            if direct is None:
+                raw = cast("dict[str, str]", self.client().hgetall(self.session_key(sid)))
+            else:
+                reply = direct.call("HGETALL", self.session_key(sid))
+                if type(reply) is list:  # RESP2: field, value, field, value...
+                    pairs = iter(reply)
+                    raw = dict(zip(pairs, pairs, strict=True))
+                else:  # RESP3 (protocol=3) answers a map
+                    raw = reply
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
-        expires = raw.get(_EXPIRES)
+        expires = raw.pop(_EXPIRES, None)
         if expires is None:
             return None
         ends = float(expires)
         if ends <= time.time():
             return None
+        created, accessed = float(raw.pop(_CREATED)), float(raw.pop(_ACCESSED))
+        user = raw.pop(_USER, None)
         data = {field[2:]: value for field, value in raw.items() if field[:2] == "d:"}
-        return SessionRecord(data, float(raw[_CREATED]), float(raw[_ACCESSED]), ends,
-                             raw.get(_USER))
+        return SessionRecord(data, created, accessed, ends, user)
 
     def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
         key = self.session_key(sid)
@@ -242,13 +406,12 @@ class RedisStore(BaseStore):
         for k, v in changes.set.items():
             args += ("d:" + k, v)
         try:
-            client = self.client()
             if user is None:
-                done = self._run(client, _SAVE_SCRIPT, [key], args)
+                done = self._script(_SAVE_SCRIPT, [key], args)
             elif not self.is_cluster:
-                done = self._run(client, _SAVE_SCRIPT, [key, self.user_key(user)], args)
+                done = self._script(_SAVE_SCRIPT, [key, self.user_key(user)], args)
             else:
-                done = self._save_cluster(client, key, self.user_key(user), sid, args)
+                done = self._save_cluster(self.client(), key, self.user_key(user), sid, args)
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
         return bool(done)
@@ -274,10 +437,28 @@ class RedisStore(BaseStore):
                 return done
         raise RedisError("the save script could not be run")  # EVAL never answers NOSCRIPT
 
+    def update(self, sid: str, changes: Changes, accessed: float, expires: float,
+               lifetime: float | None) -> bool:
+        """A blind write in one ``EVALSHA``: the script reads the stored created time itself
+        to cap the expiry, and keeps the stored created time and user (see ``_UPDATE``)."""
+        deleted = () if changes.cleared else ["d:" + k for k in changes.deleted]
+        # Floats go as they are: redis-py and hiredis both write a float as its repr.
+        args: list[Any] = [
+            time.time(), accessed, expires, "" if lifetime is None else lifetime,
+            "1" if changes.cleared else "0", len(deleted), *deleted,
+        ]
+        for k, v in changes.set.items():
+            args += ("d:" + k, v)
+        try:
+            done = self._script(_UPDATE_SCRIPT, [self.session_key(sid)], args)
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        return bool(done)
+
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         args = [repr(accessed), repr(expires), int(expires * 1000)]
         try:
-            done = self._run(self.client(), _TOUCH_SCRIPT, [self.session_key(sid)], args)
+            done = self._script(_TOUCH_SCRIPT, [self.session_key(sid)], args)
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
         return bool(done)
@@ -366,6 +547,8 @@ class RedisStore(BaseStore):
     def close(self) -> None:
         # redis-py reconnects a closed client on use; the contract asks no more of close().
         client = self._client
+        if self._direct is not None:
+            self._direct.close()
         if client is not None and self._owns_client:
             client.close()
 
