@@ -81,8 +81,14 @@ def app_writing(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     return _reply(start_response, str(session["n"]).encode())
 
 
+def app_assigning(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """Only assigns, never reads: the engine writes blindly (``Store.update``)."""
+    environ["satchel.session"]["w"] = environ.get("QUERY_STRING") or "assigned"
+    return _reply(start_response, b"assigned")
+
+
 def app_routed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    apps = {"/read": app_reading, "/write": app_writing}
+    apps = {"/read": app_reading, "/write": app_writing, "/assign": app_assigning}
     return apps.get(environ["PATH_INFO"], app_untouched)(environ, start_response)
 
 
@@ -125,7 +131,7 @@ def test_fail_closed_outage_and_recovery(running: PostgresServer | MariaDBServer
         running.stop()
         (status, headers, body), elapsed = timed(lambda: request(mw, sid, "/"))
         assert status.startswith("200") and body == b"hello" and elapsed < 0.5
-        for path in ("/read", "/write"):
+        for path in ("/read", "/write", "/assign"):
             (status, headers, _), elapsed = timed(lambda p=path: request(mw, sid, p))
             assert status.startswith("503"), (path, status)
             assert elapsed < BOUND, (path, elapsed)
@@ -194,6 +200,12 @@ def test_restart_between_requests_is_invisible(running: PostgresServer | MariaDB
         (status, _, body), elapsed = timed(lambda: request(mw, sid, "/write"))
         assert status.startswith("200") and body == b"2", (status, body)
         assert elapsed < BOUND
+        running.stop()
+        running.start()
+        (status, _, _), elapsed = timed(lambda: request(mw, sid, "/assign"))  # a blind write
+        assert status.startswith("200") and elapsed < BOUND
+        record = store.load(sid)
+        assert record is not None and set(record.data) == {"n", "w"}
     finally:
         mw.close()
         store.close()

@@ -207,6 +207,40 @@ def test_touch_keeps_data_and_sets_mtime_to_expiry(tmp_path: Path) -> None:
     assert _path(store, sid).stat().st_mtime == pytest.approx(now + 500, abs=1e-3)
 
 
+def test_update_appends_a_record_that_keeps_created_and_user(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    sid = new_id()
+    now = time.time()
+    put(store, sid, {"k": '"v"', "gone": "1"}, now=now - 10, ttl=60, user="ana")
+    path = _path(store, sid)
+    size, inode = path.stat().st_size, path.stat().st_ino
+    changes = Changes(set={"j": "2"}, deleted=frozenset({"gone"}), create=False)
+    assert store.update(sid, changes, now, now + 500, 100.0) is True
+    assert path.stat().st_size > size and path.stat().st_ino == inode  # appended in place
+    record = store.load(sid)
+    assert record is not None
+    assert (record.data, record.user) == ({"k": '"v"', "j": "2"}, "ana")
+    assert (record.created, record.accessed) == (now - 10, now)
+    assert record.expires == now - 10 + 100  # capped at created + lifetime
+    assert path.stat().st_mtime == pytest.approx(now + 90, abs=1e-3)  # purge's hint follows
+
+
+def test_update_leaves_an_unreadable_file_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FileStore(tmp_path)
+    sid = new_id()
+    put(store, sid, {"k": "1"})
+    garbage = b"SECRET-CONTENT " + os.urandom(200)
+    _path(store, sid).write_bytes(garbage)
+    now = time.time()
+    with caplog.at_level(logging.WARNING, logger="satchel"):
+        assert store.update(sid, Changes(set={"k": "2"}, create=False), now, now + 60,
+                            None) is False
+    assert "unreadable session file" in caplog.text and "SECRET" not in caplog.text
+    assert _path(store, sid).read_bytes() == garbage
+
+
 def test_purge_removes_orphaned_temporary_files(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     sid = new_id()
@@ -255,6 +289,9 @@ def test_a_lock_held_by_another_process_times_out(tmp_path: Path) -> None:
             store.delete(sid)
         with pytest.raises(satchel.StoreTimeout):
             store.touch(sid, time.time(), time.time() + 60)
+        with pytest.raises(satchel.StoreTimeout):  # a blind write merges under the lock too
+            store.update(sid, Changes(set={"k": "2"}, create=False), time.time(),
+                         time.time() + 60, None)
         # Readers never lock: the session still loads while a writer is stuck.
         record = store.load(sid)
         assert record is not None and record.data == {"k": "1"}

@@ -24,7 +24,14 @@ from satchel.stores.pool import ConnectionPool, PoolExhausted
 
 from .contract import HOUR, StoreContract, meta, put
 from .servers.mysql import DATABASE, MariaDBServer
-from .test_outage_sql import app_reading, app_untouched, app_writing, cookie_of, request
+from .test_outage_sql import (
+    app_assigning,
+    app_reading,
+    app_untouched,
+    app_writing,
+    cookie_of,
+    request,
+)
 
 TABLE = "satchel_sessions"
 
@@ -73,6 +80,19 @@ class TestMySQLStore(StoreContract):
 # -- round trips -----------------------------------------------------------------------------
 
 
+# Every shape of a blind write: merge, merge with deletions, replace-all.
+_UPDATES = (
+    Changes(set={"w": "1"}, create=False),
+    Changes(set={"w": "2"}, deleted=frozenset({"x"}), create=False),
+    Changes(set={"w": "3"}, cleared=True, create=False),
+)
+
+
+def _update(store: Any, sid: str, changes: Changes, lifetime: float | None) -> bool:
+    now = time.time()
+    return bool(store.update(sid, changes, now, now + HOUR, lifetime))
+
+
 def test_one_statement_per_operation(server: MariaDBServer, fresh: None) -> None:
     with satchel.open_store(server.url + "?max_size=1") as store:
         sid = new_id()
@@ -86,6 +106,10 @@ def test_one_statement_per_operation(server: MariaDBServer, fresh: None) -> None
                 sid, Changes(set={"c": "3"}, deleted=frozenset({"b"})), meta()),
             "touch": lambda: store.touch(sid, time.time(), time.time() + HOUR),
             "purge": lambda: store.purge(),
+            "update_absent": lambda: _update(store, new_id(), _UPDATES[0], HOUR),
+            **{f"update_{i}_{lifetime}": (
+                lambda c=changes, life=lifetime: _update(store, sid, c, life))
+               for i, changes in enumerate(_UPDATES) for lifetime in (None, HOUR)},
         }
         counts = {}
         for name, op in ops.items():
@@ -94,7 +118,7 @@ def test_one_statement_per_operation(server: MariaDBServer, fresh: None) -> None
             counts[name] = len(server.queries_since(before))
         assert counts == dict.fromkeys(ops, 1)
         record = store.load(sid)
-        assert record is not None and record.data == {"c": "3"}
+        assert record is not None and record.data == {"w": "3"}  # the last update cleared
 
 
 def test_middleware_round_trips(server: MariaDBServer, fresh: None) -> None:
@@ -116,8 +140,12 @@ def test_middleware_round_trips(server: MariaDBServer, fresh: None) -> None:
         assert read == 1 and response[2] == b"1"
         written, _ = statements(app_writing, cookie)
         assert written == 2  # load, then one merging UPDATE
+        assigned, response = statements(app_assigning, cookie)
+        assert assigned == 1 and response[0].startswith("200")  # one UPDATE, nothing loaded
         untouched, _ = statements(app_untouched, cookie)
         assert untouched == 0
+        record = store.load(cookie)
+        assert record is not None and set(record.data) == {"n", "w"}
 
 
 # -- fork safety and the pool ----------------------------------------------------------------
@@ -311,3 +339,12 @@ def test_repr_hides_password() -> None:
 def test_bad_urls(url: str) -> None:
     with pytest.raises(ValueError):
         satchel.open_store(url)
+
+
+def test_update_that_changes_nothing_still_matches(store: MySQLStore) -> None:
+    """Matched rows, not changed rows: an update writing what is stored is still a success."""
+    sid = new_id()
+    now = time.time()
+    put(store, sid, {"a": "1"}, now=now)
+    assert store.update(sid, Changes(set={"a": "1"}, create=False), now, now + HOUR, None)
+    assert store.update(sid, Changes(set={"a": "1"}, create=False), now, now + HOUR, HOUR)

@@ -24,7 +24,14 @@ from satchel.stores.postgres import PostgresStore
 
 from .contract import HOUR, StoreContract, meta, put
 from .servers.postgres import PostgresServer
-from .test_outage_sql import app_reading, app_untouched, app_writing, cookie_of, request
+from .test_outage_sql import (
+    app_assigning,
+    app_reading,
+    app_untouched,
+    app_writing,
+    cookie_of,
+    request,
+)
 
 TABLE = "satchel_sessions"
 
@@ -71,6 +78,22 @@ def _warm(store: PostgresStore, sid: str) -> None:
         store.save(sid, Changes(set={"w": "1"}, deleted=frozenset({"x"}), create=False), meta())
         store.save(sid, Changes(set={"w": "1"}, create=True), meta())
         store.touch(sid, time.time(), time.time() + HOUR)
+        for lifetime in (None, HOUR):
+            for changes in _UPDATES:
+                _update(store, sid, changes, lifetime)
+
+
+# Every shape of a blind write: merge, merge with deletions, replace-all.
+_UPDATES = (
+    Changes(set={"w": "1"}, create=False),
+    Changes(set={"w": "1"}, deleted=frozenset({"x"}), create=False),
+    Changes(set={"w": "1"}, cleared=True, create=False),
+)
+
+
+def _update(store: PostgresStore, sid: str, changes: Changes, lifetime: float | None) -> bool:
+    now = time.time()
+    return store.update(sid, changes, now, now + HOUR, lifetime)
 
 
 def test_one_statement_per_operation(server: PostgresServer, fresh: None) -> None:
@@ -86,6 +109,10 @@ def test_one_statement_per_operation(server: PostgresServer, fresh: None) -> Non
             "save_create": lambda: store.save(new_id(), Changes(set={"b": "2"}), meta()),
             "touch": lambda: store.touch(sid, time.time(), time.time() + HOUR),
             "purge": lambda: store.purge(),
+            "update_absent": lambda: _update(store, new_id(), _UPDATES[0], HOUR),
+            **{f"update_{i}_{lifetime}": (
+                lambda c=changes, life=lifetime: _update(store, sid, c, life))
+               for i, changes in enumerate(_UPDATES) for lifetime in (None, HOUR)},
         }
         for name, op in ops.items():
             before = server.log_size()
@@ -110,13 +137,14 @@ def test_one_protocol_round_trip_per_operation(server: PostgresServer, fresh: No
                 store.save(sid, Changes(set={"b": "2"}, deleted=frozenset({"a"}),
                                         create=False), meta())
                 store.touch(sid, time.time(), time.time() + HOUR)
+                assert _update(store, sid, _UPDATES[1], HOUR) is True
             finally:
                 with pool.connection() as conn:
                     conn.pgconn.untrace()
             trace.seek(0)
             lines = trace.read().decode().splitlines()
-        assert sum("ReadyForQuery" in line for line in lines) == 3
-        assert sum("\tSync" in line for line in lines) == 3
+        assert sum("ReadyForQuery" in line for line in lines) == 4
+        assert sum("\tSync" in line for line in lines) == 4
 
 
 def test_middleware_round_trips(server: PostgresServer, fresh: None) -> None:
@@ -142,8 +170,14 @@ def test_middleware_round_trips(server: PostgresServer, fresh: None) -> None:
         assert read == 1 and response[2] == b"1"
         written, _ = statements(app_writing, cookie)
         assert written == 2  # load, then one merging UPDATE
+        for _ in range(6):  # past the prepare threshold of the blind UPDATE
+            statements(app_assigning, cookie)
+        assigned, response = statements(app_assigning, cookie)
+        assert assigned == 1 and response[0].startswith("200")  # one UPDATE, nothing loaded
         untouched, _ = statements(app_untouched, cookie)
         assert untouched == 0
+        record = store.load(cookie)
+        assert record is not None and set(record.data) == {"n", "w"}
 
 
 # -- fork safety -----------------------------------------------------------------------------

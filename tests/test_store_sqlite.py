@@ -109,6 +109,30 @@ def test_save_touches_only_changed_keys(tmp_path: Path) -> None:
     store.close()
 
 
+def test_update_is_one_transaction_that_reads_nothing(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db", pool_size=1)
+    sid = new_id()
+    now = time.time()
+    put(store, sid, {"a": "1", "b": "2", "c": "3"}, now=now - 10, user="ana")
+    conn = store._acquire()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    store._release(conn)
+    changes = Changes(set={"b": "20"}, deleted=frozenset({"c"}), create=False)
+    assert store.update(sid, changes, now, now + 60, 30.0) is True
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+    assert not any(s.lstrip().upper().startswith("SELECT") for s in statements)
+    assert sum(s.startswith("UPDATE satchel_session") for s in statements) == 1
+    statements.clear()
+    assert store.update(new_id(), changes, now, now + 60, 30.0) is False
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "ROLLBACK"
+    assert len(statements) == 3  # begin, the update that matched nothing, rollback
+    record = store.load(sid)
+    assert record is not None and record.data == {"a": "1", "b": "20"} and record.user == "ana"
+    assert record.expires == pytest.approx(now - 10 + 30)  # capped at created + lifetime
+    store.close()
+
+
 def test_a_held_write_lock_times_out(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = SQLiteStore(path, timeout=0.3)
@@ -121,6 +145,9 @@ def test_a_held_write_lock_times_out(tmp_path: Path) -> None:
         with pytest.raises(satchel.StoreTimeout, match="locked"):
             store.save(sid, Changes(set={"k": "2"}, create=False), meta())
         assert 0.25 <= time.monotonic() - started < 3.0
+        now = time.time()
+        with pytest.raises(satchel.StoreTimeout, match="locked"):
+            store.update(sid, Changes(set={"k": "2"}, create=False), now, now + 60, None)
         record = store.load(sid)  # WAL: readers do not wait for the writer
         assert record is not None and record.data == {"k": "1"}
     finally:

@@ -1,10 +1,8 @@
 """FileStore: one append-only file per session, merged under a lock (POSIX only).
 
 Layout: ``<directory>/<first two characters of the id>/<id>``; the directory and its shards are
-0700, session files 0600.  A session file is a short magic line followed by records, each framed
-as (length, CRC-32, payload, length): the payload holds the times as three doubles, the user
-(length and UTF-8), and the data as JSON (encoded text per key).  The last complete record is
-the session.
+0700, session files 0600.  A session file is a log of checksummed records whose last complete
+one is the session (the format is in :mod:`satchel.stores._filelog`).
 
 Why append rather than rewrite-and-rename: on ext4 (the common case) renaming over an existing
 file makes the kernel flush the new file's data, and creating a file allocates an inode; each
@@ -16,24 +14,23 @@ readers see the previous record; the next writer cuts it off.  Once a file grows
 sees a half-made file.
 
 Writers hold an exclusive ``flock`` on the session's file, waiting at most ``lock_timeout``
-seconds; a save reads what is on disk now, applies its changes and appends.  Creating a file and
-purging also hold the shard's ``.lock``, which orders creators of one id.  Readers never lock.
-Every write sets the file's mtime to the record's expiry, so purge finds its candidates with a
-``stat`` instead of a read.
+seconds; a save reads what is on disk now, applies its changes and appends.  A blind write
+(``update``) is the same locked read-merge-append, keeping the stored ``created`` and user: a
+request that only writes its session opens its file once.  Creating a file and purging also
+hold the shard's ``.lock``, which orders creators of one id.  Readers never lock.  Every write
+sets the file's mtime to the record's expiry, so purge finds its candidates with a ``stat``
+instead of a read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import math
 import os
 import stat
-import struct
 import time
-import zlib
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import SplitResult, unquote
@@ -41,19 +38,24 @@ from urllib.parse import SplitResult, unquote
 from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
 from ..ids import is_valid_id
 from ..record import Changes, SessionMeta, SessionRecord
+from ._filelog import (
+    MAGIC,
+    Unreadable,
+    encode_data,
+    frame,
+    head,
+    latest,
+    parse_data,
+    parse_meta,
+    read_latest,
+    write_all,
+)
 from .base import BaseStore, now_or, url_options
 
 __all__ = ["FileStore", "from_url"]
 
 log = logging.getLogger("satchel")
 
-_MAGIC = b"satchel-session 1\n"
-_HEAD = struct.Struct(">II")  # payload length, CRC-32 of the payload
-_TRAIL = struct.Struct(">I")  # payload length again, to find the last record from the end
-_OVERHEAD = _HEAD.size + _TRAIL.size
-_META = struct.Struct(">dddI")  # created, accessed, expires, length of the user's UTF-8
-_NO_USER = 0xFFFFFFFF
-_TAIL = 4096  # bytes read from the end of a file; a larger last record takes a second read
 _COMPACT_BYTES = 262144
 _LOCK_NAME = ".lock"
 _TMP_SUFFIX = ".tmp"
@@ -65,17 +67,6 @@ _RDWR_FLAGS = os.O_RDWR | _O_CLOEXEC | _O_NOFOLLOW
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC | _O_NOFOLLOW
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW
 _MAX_TIME_NS = 4_000_000_000 * 10**9  # keeps utime in range; a clamped mtime only purges earlier
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-_decode_json = json.JSONDecoder().raw_decode
-_CRC_SEED = 0x5A7C4E1  # so that a run of zero bytes (a hole, a lost block) is never a record
-
-
-def _crc32(payload: bytes) -> int:
-    return zlib.crc32(payload, _CRC_SEED)
-
-
-class _Unreadable(Exception):
-    """A session file without a complete record; it reads as absent."""
 
 
 class FileStore(BaseStore):
@@ -135,12 +126,12 @@ class FileStore(BaseStore):
         except OSError as exc:
             raise self._error("read", exc) from exc
         try:
-            payload = _latest(fd, os.fstat(fd).st_size)[0]
-            created, accessed, expires, user, start = _meta(payload)
+            payload = latest(fd, os.fstat(fd).st_size)[0]
+            created, accessed, expires, user, start = parse_meta(payload)
             if expires <= time.time():
                 return None
-            return SessionRecord(_data(payload, start), created, accessed, expires, user)
-        except _Unreadable as exc:
+            return SessionRecord(parse_data(payload, start), created, accessed, expires, user)
+        except Unreadable as exc:
             self._unreadable(exc)
             return None
         except OSError as exc:
@@ -155,23 +146,47 @@ class FileStore(BaseStore):
         if fd < 0:
             return changes.create and self._create(shard, sid, changes, meta, deadline)
         try:
-            data: dict[str, str] | None = None
+            body: bytes | None = None
             end = 0
             try:
-                payload, end, size = _latest(fd, size)
-                _, _, expires, _, start = _meta(payload)
+                payload, end, size = latest(fd, size)
+                _, _, expires, _, start = parse_meta(payload)
                 if expires > time.time():
-                    data = _data(payload, start, strict=False)
-            except _Unreadable as exc:
+                    body = _merge(changes, payload, start)
+            except Unreadable as exc:
                 self._unreadable(exc)
-            if data is None:
+            if body is None:
                 if not changes.create:
                     return False
-                data, end = {}, 0  # nothing live to keep: start the file afresh
-            body = _dumps(changes.apply(data)).encode()
-            payload = _payload(meta.created, meta.accessed, meta.expires, meta.user) + body
+                body, end = encode_data(changes.set), 0  # nothing live to keep: start afresh
+            payload = head(meta.created, meta.accessed, meta.expires, meta.user) + body
             self._store(shard, sid, fd, end, size, payload, meta)
             return True
+        except OSError as exc:
+            raise self._error("write", exc) from exc
+        finally:
+            os.close(fd)
+
+    def update(self, sid: str, changes: Changes, accessed: float, expires: float,
+               lifetime: float | None) -> bool:
+        # One locked read-merge-append of the session's file, as a save, keeping what it holds.
+        shard, path = self._paths(sid)
+        fd, size = self._open_locked(path, time.monotonic() + self.lock_timeout)
+        if fd < 0:
+            return False
+        try:
+            payload, end, size = latest(fd, size)
+            created, _, old_expires, user, start = parse_meta(payload)
+            if old_expires <= time.time():
+                return False
+            if lifetime is not None and created + lifetime < expires:
+                expires = created + lifetime
+            payload = head(created, accessed, expires, user) + _merge(changes, payload, start)
+            self._store(shard, sid, fd, end, size, payload, SessionMeta(created, accessed, expires))
+            return True
+        except Unreadable as exc:
+            self._unreadable(exc)
+            return False
         except OSError as exc:
             raise self._error("write", exc) from exc
         finally:
@@ -183,15 +198,15 @@ class FileStore(BaseStore):
         if fd < 0:
             return False
         try:
-            payload, end, size = _latest(fd, size)
-            created, _, old_expires, user, start = _meta(payload)
+            payload, end, size = latest(fd, size)
+            created, _, old_expires, user, start = parse_meta(payload)
             if old_expires <= time.time():
                 return False
             # The data goes into the new record as the bytes it was, never decoded.
-            payload = _payload(created, accessed, expires, user) + payload[start:]
+            payload = head(created, accessed, expires, user) + payload[start:]
             self._store(shard, sid, fd, end, size, payload, SessionMeta(created, accessed, expires))
             return True
-        except _Unreadable as exc:
+        except Unreadable as exc:
             self._unreadable(exc)
             return False
         except OSError as exc:
@@ -338,9 +353,9 @@ class FileStore(BaseStore):
                 os.close(lock)
                 lock = -1
                 return self.save(sid, changes, meta)
-            body = _dumps(changes.apply({})).encode()
-            payload = _payload(meta.created, meta.accessed, meta.expires, meta.user) + body
-            self._replace(shard, sid, _MAGIC + _frame(payload), _times(meta))
+            body = encode_data(changes.set)
+            payload = head(meta.created, meta.accessed, meta.expires, meta.user) + body
+            self._replace(shard, sid, MAGIC + frame(payload), _times(meta))
             return True
         finally:
             if lock >= 0:
@@ -355,15 +370,15 @@ class FileStore(BaseStore):
         ``end`` is where the last complete record ends (0: start afresh); bytes past it belong
         to a writer that died, and are cut off first.
         """
-        frame = _frame(payload)
+        record = frame(payload)
         times = _times(meta)
-        if end <= 0 or end + len(frame) > max(_COMPACT_BYTES, 4 * len(frame)):
-            self._replace(shard, sid, _MAGIC + frame, times)
+        if end <= 0 or end + len(record) > max(_COMPACT_BYTES, 4 * len(record)):
+            self._replace(shard, sid, MAGIC + record, times)
             return
         if size != end:
             os.ftruncate(fd, end)
         try:
-            _write_all(fd, frame, end)
+            write_all(fd, record, end)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, end)
@@ -378,7 +393,7 @@ class FileStore(BaseStore):
         tmp = f"{shard}/.{sid}{_TMP_SUFFIX}"
         fd = os.open(tmp, _TMP_FLAGS, 0o600)
         try:
-            _write_all(fd, content, 0)
+            write_all(fd, content, 0)
             os.utime(fd, ns=times)
             if self.fsync:
                 os.fsync(fd)
@@ -411,9 +426,9 @@ class FileStore(BaseStore):
                     continue
                 try:
                     try:
-                        if _meta(_latest(fd, size)[0])[2] > moment:
+                        if parse_meta(latest(fd, size)[0])[2] > moment:
                             continue
-                    except _Unreadable as exc:
+                    except Unreadable as exc:
                         self._unreadable(exc)
                     os.unlink(path)  # with the file's lock held: no writer is appending to it
                     removed += 1
@@ -464,11 +479,11 @@ class FileStore(BaseStore):
                 if not is_valid_id(sid):
                     continue  # the lock file, temporary files, anything foreign
                 try:
-                    payload = _read_latest(entry.path)
+                    payload = read_latest(entry.path, _READ_FLAGS)
                     if payload is None:
                         continue
-                    _, _, expires, user, _ = _meta(payload)
-                except _Unreadable as exc:
+                    _, _, expires, user, _ = parse_meta(payload)
+                except Unreadable as exc:
                     self._unreadable(exc)
                     continue
                 except OSError as exc:
@@ -476,7 +491,7 @@ class FileStore(BaseStore):
                 if expires > now:
                     yield sid, user
 
-    def _unreadable(self, exc: _Unreadable) -> None:
+    def _unreadable(self, exc: Unreadable) -> None:
         # Neither the id nor any byte of the file goes to the log.
         log.warning("FileStore: ignored an unreadable session file in %s (%s)", self.directory, exc)
 
@@ -487,125 +502,24 @@ class FileStore(BaseStore):
         )
 
 
-# -- the file format ---------------------------------------------------------------------------
+# -- helpers -----------------------------------------------------------------------------------
 
 
-def _frame(payload: bytes) -> bytes:
-    n = len(payload)
-    return _HEAD.pack(n, _crc32(payload)) + payload + _TRAIL.pack(n)
-
-
-def _payload(created: float, accessed: float, expires: float, user: str | None) -> bytes:
-    """A record's payload up to its data."""
-    if user is None:
-        return _META.pack(created, accessed, expires, _NO_USER)
-    name = user.encode()
-    return _META.pack(created, accessed, expires, len(name)) + name
-
-
-def _latest(fd: int, size: int) -> tuple[bytes, int, int]:
-    """The payload of the file's last complete record, the offset where it ends, the file size.
-
-    Usually one small read of the file's tail (two when the last record is larger than it).
-    When the file does not end in a complete record (a writer is appending, or died while
-    appending), walks the records from the start.
-    """
-    take = min(size, _TAIL)
-    tail = os.pread(fd, take, size - take)
-    if len(tail) == take and take >= _OVERHEAD:
-        (n,) = _TRAIL.unpack_from(tail, take - _TRAIL.size)
-        start = size - _OVERHEAD - n  # where the last record begins, if the file ends in one
-        if n and start >= len(_MAGIC):
-            if start >= size - take:
-                frame, head = tail, start - (size - take)
-            else:
-                frame, head = os.pread(fd, _OVERHEAD + n, start), 0
-            if len(frame) - head == _OVERHEAD + n:
-                length, crc = _HEAD.unpack_from(frame, head)
-                payload = frame[head + _HEAD.size: head + _HEAD.size + n]
-                if (length == n and _crc32(payload) == crc
-                        and (take < size or tail.startswith(_MAGIC))):
-                    return payload, size, size
-    return _walk(tail if take == size and len(tail) == size else os.pread(fd, size, 0))
-
-
-def _walk(raw: bytes) -> tuple[bytes, int, int]:
-    if not raw.startswith(_MAGIC):
-        raise _Unreadable("empty" if not raw else "not a session file")
-    size = len(raw)
-    pos = len(_MAGIC)
-    found: tuple[bytes, int] | None = None
-    while pos + _OVERHEAD <= size:
-        n, crc = _HEAD.unpack_from(raw, pos)
-        end = pos + _OVERHEAD + n
-        if end > size:
-            break
-        payload = raw[pos + _HEAD.size: end - _TRAIL.size]
-        if not n or _TRAIL.unpack_from(raw, end - _TRAIL.size)[0] != n or _crc32(payload) != crc:
-            break
-        found = payload, end
-        pos = end
-    if found is None:
-        raise _Unreadable("no complete record")
-    return found[0], found[1], size
-
-
-def _read_latest(path: str) -> bytes | None:
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except FileNotFoundError:
-        return None
-    try:
-        return _latest(fd, os.fstat(fd).st_size)[0]
-    finally:
-        os.close(fd)
-
-
-def _meta(payload: bytes) -> tuple[float, float, float, str | None, int]:
-    """created, accessed, expires, user, and where the data starts."""
-    try:
-        created, accessed, expires, length = _META.unpack_from(payload)
-        if length == _NO_USER:
-            return created, accessed, expires, None, _META.size
-        end = _META.size + length
-        if end > len(payload):
-            raise _Unreadable("malformed record")
-        return created, accessed, expires, payload[_META.size:end].decode(), end
-    except (struct.error, UnicodeDecodeError):
-        raise _Unreadable("malformed record") from None
-
-
-def _data(payload: bytes, start: int, *, strict: bool = True) -> dict[str, str]:
-    """The record's data; ``strict`` also checks every value is text (a save, which only
-    merges and writes back, skips that)."""
-    try:
-        text = payload[start:].decode()
-        data, end = _decode_json(text)
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
-        raise _Unreadable("malformed data") from None
-    if end != len(text) or type(data) is not dict or (
-        strict and not all(type(v) is str for v in data.values())
-    ):
-        raise _Unreadable("malformed data")
-    return data
+def _merge(changes: Changes, payload: bytes, start: int) -> bytes:
+    """The data part of a new record: ``changes`` applied to the data of ``payload``."""
+    if changes.cleared:
+        return encode_data(changes.set)  # nothing stored survives: no need to decode it
+    data = parse_data(payload, start, strict=False)
+    for key in changes.deleted:
+        data.pop(key, None)
+    data.update(changes.set)
+    return encode_data(data)
 
 
 def _times(meta: SessionMeta) -> tuple[int, int]:
     """(atime, mtime) in ns for a session file: the mtime is its expiry, the hint purge reads."""
     return (min(max(int(meta.accessed * 1e9), 0), _MAX_TIME_NS),
             min(max(int(meta.expires * 1e9), 0), _MAX_TIME_NS))
-
-
-def _write_all(fd: int, content: bytes, offset: int) -> None:
-    written = os.pwrite(fd, content, offset)
-    if written == len(content):
-        return
-    view = memoryview(content)[written:]
-    offset += written
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
 
 
 def _scan(shard: str) -> list[os.DirEntry[str]]:

@@ -22,7 +22,10 @@ JSON_MERGE_PATCH(data, patch)`` where the patch (RFC 7396) holds the keys set an
 for each key deleted, so no JSON path is ever built from a key.  With ``create`` it is an
 ``INSERT ... ON DUPLICATE KEY UPDATE`` (whose ``data`` assignment comes first, so it still sees
 the old ``expires`` and starts afresh over an expired row); without, a plain ``UPDATE`` that
-matches only a live row (the connection reports *matched* rows, ``CLIENT.FOUND_ROWS``).
+matches only a live row (the connection reports *matched* rows, ``CLIENT.FOUND_ROWS``).  A
+blind write (``update``) is such an ``UPDATE`` that sets only ``accessed`` and ``expires =
+LEAST(expires, created + lifetime)`` beside the data, keeping the stored ``created`` and user:
+a request that only writes its session costs one statement.
 
 Connections (PyMySQL, autocommit) come from a small pool built per process, safe after
 ``fork()``.  Connect, read and write times are bounded; an outage raises ``StoreUnavailable``
@@ -124,8 +127,7 @@ class MySQLStore(BaseStore):
         if changes.cleared:
             kind, patch = "cleared", None
         elif changes.deleted:
-            # RFC 7396: null removes a key; a key both deleted and set ends up set.
-            kind, patch = "patch", _dumps({**dict.fromkeys(changes.deleted), **changes.set})
+            kind, patch = "patch", _patch(changes)
         else:
             kind, patch = "merge", None
         now = time.time()
@@ -138,6 +140,21 @@ class MySQLStore(BaseStore):
         body = (patch if patch is not None else values,)
         params = (*body, *times, sid, now)
         return int(self._run(self._sql["update_" + kind], params, rowcount=True)) > 0
+
+    def update(self, sid: str, changes: Changes, accessed: float, expires: float,
+               lifetime: float | None) -> bool:
+        # One UPDATE that merges, keeps created and user, and caps expiry at created + lifetime.
+        if changes.cleared:
+            kind, body = "cleared", _dumps(changes.set)
+        else:
+            kind, body = "merge", _patch(changes)
+        params: tuple[Any, ...]
+        if lifetime is None:
+            sql, params = self._sql["blind_" + kind], (body, accessed, expires, sid, time.time())
+        else:
+            sql = self._sql["blind_capped_" + kind]
+            params = (body, accessed, expires, lifetime, sid, time.time())
+        return int(self._run(sql, params, rowcount=True)) > 0
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         params = (accessed, expires, sid, time.time())
@@ -250,6 +267,13 @@ def _dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def _patch(changes: Changes) -> str:
+    """An RFC 7396 merge patch: the keys set, and null for each key deleted (set wins)."""
+    if not changes.deleted:
+        return _dumps(changes.set)
+    return _dumps({**dict.fromkeys(changes.deleted), **changes.set})
+
+
 def _statements(table: str) -> dict[str, str]:
     t = f"`{table}`"
     fields = "created = %s, accessed = %s, expires = %s, user_id = %s"
@@ -261,7 +285,17 @@ def _statements(table: str) -> dict[str, str]:
         "accessed = VALUES(accessed), expires = VALUES(expires), user_id = VALUES(user_id)"
     )
     update = f"UPDATE {t} SET data = {{data}}, {fields} WHERE id = %s AND expires > %s"
+    # A blind write: the stored created and user stay; expiry is capped by the stored created
+    # (MySQL's LEAST is NULL if any argument is, so an uncapped write has no LEAST at all).
+    blind = (f"UPDATE {t} SET data = {{data}}, accessed = %s, expires = {{expires}} "
+             "WHERE id = %s AND expires > %s")
+    blinds = {
+        f"blind_{prefix}{kind}": blind.format(data=merged, expires=cap)
+        for kind, merged in (("cleared", "%s"), ("merge", "JSON_MERGE_PATCH(data, %s)"))
+        for prefix, cap in (("", "%s"), ("capped_", "LEAST(%s, created + %s)"))
+    }
     return {
+        **blinds,
         "setup": (
             f"CREATE TABLE IF NOT EXISTS {t} ("
             "id VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY, "

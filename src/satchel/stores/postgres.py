@@ -22,8 +22,11 @@ a plain float parameter.  ``to_timestamp(expires)`` shows them to a human.
 Each operation is one statement on an autocommit connection, so one round trip: a load is one
 ``SELECT``; a save is one ``UPDATE ... SET data = (data - deleted) || set`` (or an
 ``INSERT ... ON CONFLICT DO UPDATE`` when it may create), so two requests writing different
-keys of one session both survive.  Purge is ``DELETE ... WHERE expires <= now`` on the expiry
-index: it costs what it deletes.
+keys of one session both survive.  A blind write (``update``) is the same ``UPDATE`` without
+the metadata it does not know: it sets ``accessed``, caps ``expires`` with
+``LEAST(expires, created + lifetime)`` against the stored ``created``, and matches only a live
+row, so a request that only writes its session costs one round trip.  Purge is ``DELETE ...
+WHERE expires <= now`` on the expiry index: it costs what it deletes.
 
 Connections come from a psycopg_pool ``ConnectionPool`` built per process (safe after
 ``fork()``).  Connect and statement times are bounded; an outage raises ``StoreUnavailable``
@@ -131,6 +134,18 @@ class PostgresStore(BaseStore):
             "id": sid, "set": Jsonb(changes.set), "del": sorted(changes.deleted),
             "created": meta.created, "accessed": meta.accessed, "expires": meta.expires,
             "user": meta.user, "now": time.time(),
+        }
+        return self._run(lambda c: c.execute(sql, params).rowcount > 0)
+
+    def update(self, sid: str, changes: Changes, accessed: float, expires: float,
+               lifetime: float | None) -> bool:
+        # One UPDATE that merges, keeps created and user, and caps expiry at created + lifetime.
+        deletes = bool(changes.deleted) and not changes.cleared
+        kind = "cleared" if changes.cleared else "merge_del" if deletes else "merge"
+        sql = self._sql[("blind_" if lifetime is None else "blind_capped_") + kind]
+        params = {
+            "id": sid, "set": Jsonb(changes.set), "del": sorted(changes.deleted),
+            "accessed": accessed, "expires": expires, "lifetime": lifetime, "now": time.time(),
         }
         return self._run(lambda c: c.execute(sql, params).rowcount > 0)
 
@@ -245,7 +260,24 @@ def _statements(table: str) -> dict[str, str]:
         f"UPDATE {t} SET data = {{data}}, created = %(created)s, accessed = %(accessed)s, "
         "expires = %(expires)s, user_id = %(user)s WHERE id = %(id)s AND expires > %(now)s"
     )
+    merges = {
+        "cleared": "%(set)s",
+        "merge": "data || %(set)s",
+        "merge_del": "(data - %(del)s::text[]) || %(set)s",
+    }
+    # A blind write: the stored created and user stay; expiry is capped by the stored created.
+    blind = (
+        f"UPDATE {t} SET data = {{data}}, accessed = %(accessed)s, expires = {{expires}} "
+        "WHERE id = %(id)s AND expires > %(now)s"
+    )
+    capped = "LEAST(%(expires)s, created + %(lifetime)s)"
+    blinds = {
+        f"blind_{prefix}{kind}": blind.format(data=merged, expires=cap)
+        for kind, merged in merges.items()
+        for prefix, cap in (("", "%(expires)s"), ("capped_", capped))
+    }
     return {
+        **blinds,
         "setup": (
             f"SELECT pg_advisory_xact_lock({_DDL_LOCK}); "
             f"CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, "
@@ -262,9 +294,7 @@ def _statements(table: str) -> dict[str, str]:
         "upsert_merge": upsert.format(data=fresh.format(merged="s.data || EXCLUDED.data")),
         "upsert_merge_del": upsert.format(
             data=fresh.format(merged="(s.data - %(del)s::text[]) || EXCLUDED.data")),
-        "update_cleared": update.format(data="%(set)s"),
-        "update_merge": update.format(data="data || %(set)s"),
-        "update_merge_del": update.format(data="(data - %(del)s::text[]) || %(set)s"),
+        **{f"update_{kind}": update.format(data=merged) for kind, merged in merges.items()},
         "touch": f"UPDATE {t} SET accessed = %s, expires = %s WHERE id = %s AND expires > %s",
         "delete": f"DELETE FROM {t} WHERE id = %s",
         "exists": f"SELECT 1 FROM {t} WHERE id = %s AND expires > %s",

@@ -5,7 +5,9 @@ user) and ``satchel_value`` (one row per key, clustered by session), so a save w
 keys that changed and a load is one query.  The database runs in WAL mode (readers never wait
 for the writer) with ``synchronous=NORMAL`` (a commit survives the death of the process; the
 last commits may be lost in a power failure, never corrupted).  Every save is one short
-``BEGIN IMMEDIATE`` transaction that applies its changes against the rows stored now.
+``BEGIN IMMEDIATE`` transaction that applies its changes against the rows stored now; so is a
+blind write (``update``), whose first statement moves the times of a live row only (capping
+expiry at its stored ``created + lifetime``) and decides whether anything is written.
 
 Connections come from a small pool: a request borrows one and returns it, so threads never share
 a connection at once, and a thread-per-request server does not open one per request.  The pool
@@ -69,6 +71,10 @@ UPSERT_VALUE = (
 DELETE_VALUE = "DELETE FROM satchel_value WHERE session_id = ? AND key = ?"
 DELETE_VALUES = "DELETE FROM satchel_value WHERE session_id = ?"
 DELETE_SESSION = "DELETE FROM satchel_session WHERE id = ?"
+TOUCH_CAPPED = (
+    "UPDATE satchel_session SET accessed = ?, expires = min(?, created + ?)"
+    " WHERE id = ? AND expires > ?"
+)
 TOUCH = "UPDATE satchel_session SET accessed = ?, expires = ? WHERE id = ? AND expires > ?"
 EXISTS = "SELECT 1 FROM satchel_session WHERE id = ? AND expires > ?"
 EXPIRED = "SELECT id FROM satchel_session WHERE expires <= ? LIMIT ?"
@@ -144,23 +150,39 @@ class SQLiteStore(BaseStore):
         conn = self._acquire()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            cursor = conn.execute(
+            fresh = conn.execute(
                 UPDATE_LIVE,
                 (meta.created, meta.accessed, meta.expires, meta.user, sid, time.time()),
-            )
-            if cursor.rowcount == 0:  # absent, or expired: either way, not a live session
+            ).rowcount == 0
+            if fresh:  # absent, or expired: either way, not a live session
                 if not changes.create:
-                    conn.execute("ROLLBACK")
-                    self._release(conn)
-                    return False
+                    return self._rollback(conn)
                 conn.execute(DELETE_VALUES, (sid,))  # an expired record's keys do not carry over
                 conn.execute(INSERT, (meta.created, meta.accessed, meta.expires, meta.user, sid))
-            elif changes.cleared:
-                conn.execute(DELETE_VALUES, (sid,))
-            elif changes.deleted:
-                conn.executemany(DELETE_VALUE, [(sid, key) for key in changes.deleted])
-            if changes.set:
-                conn.executemany(UPSERT_VALUE, [(sid, k, v) for k, v in changes.set.items()])
+            _apply(conn, sid, changes, fresh)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._failed(conn, exc) from exc
+        except BaseException:
+            self._discard(conn)
+            raise
+        self._release(conn)
+        return True
+
+    def update(self, sid: str, changes: Changes, accessed: float, expires: float,
+               lifetime: float | None) -> bool:
+        # One short transaction: the times move only on a live row, then its values change.
+        params: tuple[Any, ...]
+        if lifetime is None:
+            sql, params = TOUCH, (accessed, expires, sid, time.time())
+        else:
+            sql, params = TOUCH_CAPPED, (accessed, expires, lifetime, sid, time.time())
+        conn = self._acquire()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute(sql, params).rowcount == 0:
+                return self._rollback(conn)
+            _apply(conn, sid, changes)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._failed(conn, exc) from exc
@@ -314,6 +336,12 @@ class SQLiteStore(BaseStore):
         self._discard(conn)
         return _error(exc, self.path)
 
+    def _rollback(self, conn: sqlite3.Connection) -> bool:
+        """End a write that found no live session: nothing was written; False."""
+        conn.execute("ROLLBACK")
+        self._release(conn)
+        return False
+
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         conn = self._acquire()
         try:
@@ -331,6 +359,20 @@ class SQLiteStore(BaseStore):
             raise self._failed(conn, exc) from exc
         self._release(conn)
         return int(count)
+
+
+def _apply(conn: sqlite3.Connection, sid: str, changes: Changes, fresh: bool = False) -> None:
+    """Write ``changes`` to a session's value rows, inside its transaction.
+
+    ``fresh``: the session has no rows yet, so there is nothing to clear or delete.
+    """
+    if not fresh:
+        if changes.cleared:
+            conn.execute(DELETE_VALUES, (sid,))
+        elif changes.deleted:
+            conn.executemany(DELETE_VALUE, [(sid, key) for key in changes.deleted])
+    if changes.set:
+        conn.executemany(UPSERT_VALUE, [(sid, k, v) for k, v in changes.set.items()])
 
 
 def _error(exc: sqlite3.Error, path: str) -> StoreUnavailable:
