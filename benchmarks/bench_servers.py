@@ -207,8 +207,8 @@ def bench_backend(backend: Backend, rounds: int, n: int, profile: str) -> Outcom
 
 
 def print_trips(outcomes: list[Outcome]) -> None:
-    print("\n== round trips per request, counted on the server (a write request loads the "
-          "session, then saves it)")
+    print("\n== round trips per request, counted on the server (the write request only "
+          "assigns a key: satchel updates without reading, Beaker loads then saves)")
     print(f"   {'store':10} {'counted as':20} {'':9} {'read':>5} {'write':>6} {'untouched':>10}")
     for o in outcomes:
         for i, who in enumerate(("satchel", f"beaker {o.beaker_type}")):

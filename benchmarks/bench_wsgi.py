@@ -101,7 +101,7 @@ class CountingStore(satchel.BaseStore):
         self.native_expiry = inner.native_expiry
 
     def __getattribute__(self, name: str) -> Any:
-        if name in ("load", "save", "touch", "delete", "exists", "purge"):
+        if name in ("load", "save", "update", "touch", "delete", "exists", "purge"):
             object.__setattr__(self, "calls", object.__getattribute__(self, "calls") + 1)
             return getattr(object.__getattribute__(self, "inner"), name)
         return object.__getattribute__(self, name)
