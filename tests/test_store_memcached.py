@@ -385,3 +385,17 @@ def test_parse_servers() -> None:
 def test_bad_urls(url: str) -> None:
     with pytest.raises(ValueError, match=r"memcached://|MemcachedStore"):
         satchel.open_store(url)
+
+
+def test_update_is_gets_and_cas_only(server: MemcachedServer, store: MemcachedStore) -> None:
+    sid = new_id()
+    put(store, sid, {"a": "1"}, user="ana")
+    before, commands = server.stats(), server.commands()
+    now = time.time()
+    assert store.update(sid, Changes(set={"b": "2"}, create=False), now, now + 600, None)
+    after = server.stats()
+    assert server.commands() - commands == 2  # gets + cas, no separate load
+    assert after["cmd_get"] - before["cmd_get"] == 1
+    assert after["cas_hits"] - before["cas_hits"] == 1
+    record = store.load(sid)
+    assert record is not None and record.data == {"a": "1", "b": "2"} and record.user == "ana"
