@@ -17,6 +17,7 @@ from satchel.stores.redis import RedisStore
 
 from .servers import LOOPBACK
 from .servers.redis import RedisServer, running_server
+from .wsgi_util import call
 
 TIMEOUT = 0.5  # the store's connect and reply timeouts
 BOUND = 3 * TIMEOUT  # a request may take at most this long while Redis is away
@@ -53,27 +54,8 @@ def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 def request(mw: Any, path: str, cookie: str | None = None) -> tuple[str, dict[str, str], bytes]:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
-        "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http", "wsgi.input": None, "wsgi.errors": None,
-        "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
-    }
-    if cookie:
-        environ["HTTP_COOKIE"] = cookie
-    seen: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        seen["status"], seen["headers"] = status, dict(headers)
-        return lambda data: None
-
-    result = mw(environ, start_response)
-    try:
-        body = b"".join(result)
-    finally:
-        if hasattr(result, "close"):
-            result.close()
-    return seen["status"], seen["headers"], body
+    resp = call(mw, path, cookie=cookie)
+    return resp.status, dict(resp.headers), resp.body
 
 
 def timed(mw: Any, path: str, cookie: str | None = None) -> tuple[str, dict[str, str], bytes]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from wsgiref.util import setup_testing_defaults
 
 import pytest
 
@@ -22,6 +21,7 @@ from satchel.ids import new_id
 from .servers import free_port
 from .servers.mysql import MariaDBServer
 from .servers.postgres import PostgresServer
+from .wsgi_util import call
 
 Response = tuple[str, list[tuple[str, str]], bytes]
 
@@ -35,24 +35,8 @@ STORE_OPTIONS = {"connect_timeout": 2.0, "timeout": 2.0, "max_size": 3}
 
 def request(app: Callable[..., Iterable[bytes]], cookie: str | None = None,
             path: str = "/") -> Response:
-    environ: dict[str, Any] = {"PATH_INFO": path}
-    if cookie:
-        environ["HTTP_COOKIE"] = f"satchel={cookie}"
-    setup_testing_defaults(environ)
-    seen: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        seen["status"], seen["headers"] = status, headers
-        return lambda data: None
-
-    result = app(environ, start_response)
-    try:
-        body = b"".join(result)
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-    return seen["status"], seen["headers"], body
+    resp = call(app, path, cookie=f"satchel={cookie}" if cookie else None)
+    return resp.status, resp.headers, resp.body
 
 
 def cookie_of(response: Response) -> str | None:
