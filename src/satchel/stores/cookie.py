@@ -14,24 +14,38 @@ The version byte names the format and the algorithm, so a store never accepts a 
 mode (no downgrade from encrypted to signed).  The key hint, derived from each key apart from the
 key itself, picks the key to try: the first secret seals, every secret opens, and a token sealed
 with a key we do not hold is refused before any decryption.  The version and hint are associated
-data, authenticated with the rest.  The payload is compact JSON: the session id, created,
-accessed and expiry times (integer milliseconds: short, and of steady length), user, the encoded
-values (or null when they were spilled to a server store) and the user's revocation generation.
-Nothing is compressed: compressing attacker-chosen values next to secret ones would leak through
-the token's length.
+data, authenticated with the rest.
+
+The payload is UTF-8 text: a compact JSON head, then the session's keys and encoded values,
+each preceded by a NUL::
+
+    ["<id>",<created>,<accessed>,<expires>,<user or null>,<data>,<generation>] NUL k1 NUL v1 ...
+
+Times are integer milliseconds (short, and of steady length); the generation is the user's
+revocation generation.  ``<data>`` is the number of key/value pairs that follow; or null when
+the values were spilled to a server store; or, when some key or value itself holds a NUL, the
+values as a JSON object inside the head (JSON escapes NUL, so the head never holds one).  The
+values travel as they are, not as JSON strings inside JSON: no escaping to do or undo, and no
+bytes lost to it.  Nothing is compressed: compressing attacker-chosen values next to secret ones
+would leak through the token's length.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
+from itertools import chain
+from json.scanner import make_scanner
 from typing import Any, Protocol
 from urllib.parse import SplitResult
 
@@ -54,10 +68,29 @@ _HINT = 4
 _NONCE = 12  # 96 bits, random per seal: 2**-32 collision odds after ~2**32 seals of one key
 _TAG = 16
 _MAC = 32
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _B64URL_VALUE = {c: i for i, c in enumerate(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
+# base64url -> standard base64 for the C codec; "+", "/" and "=" are not base64url, so they
+# become "!", which the strict decoder refuses like every other character outside the alphabet.
+_FROM_B64URL = bytes.maketrans(b"-_+/=", b"+/!!!")
+_TO_B64URL = bytes.maketrans(b"+/", b"-_")
+_PADDING = (b"", b"", b"==", b"=")  # by the length of the unpadded value modulo 4 (1 never)
+if sys.version_info >= (3, 11):
+    _b64decode = functools.partial(binascii.a2b_base64, strict_mode=True)
+else:  # pragma: no cover - Python 3.10: no strict mode, so the alphabet is matched first
+    _STANDARD_B64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+
+    def _b64decode(data: bytes) -> bytes:
+        if _STANDARD_B64.fullmatch(data) is None:
+            raise binascii.Error("not base64")
+        return binascii.a2b_base64(data)
+
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode_str = json.encoder.encode_basestring  # str -> JSON string, in C
+_flatten = chain.from_iterable
+# The scanner behind json.loads, called directly: the head is compact JSON with nothing around
+# it, so the encoding detection and whitespace skipping of json.loads have nothing to do.
+_scan_json = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # (typeshed: any context)
 #: how long a revocation generation is kept; it outlives any cookie that could still be replayed.
 REVOCATION_TTL = 10 * 365 * 86400.0
 
@@ -153,7 +186,7 @@ class CookieStore(BaseStore):
         self._version = MODES[mode]
         self._hints = keys.derive("satchel.cookie.key-hint", _HINT)
         derived = keys.derive(f"satchel.cookie.{mode}")
-        self._aeads = _aeads(mode, derived)
+        self._aeads, self._invalid = _aeads(mode, derived)
         self._macs = derived
         self._header = bytes([self._version]) + self._hints[0]
         self._min_raw = 1 + _HINT + (_NONCE + _TAG if self._aeads else _MAC)
@@ -220,16 +253,21 @@ class CookieStore(BaseStore):
         user = meta.user
         revocation = self._revocation
         generation = revocation.generation(user) if user is not None and revocation else 0
-        fields: list[Any] = [sid, _ms(meta.created), _ms(meta.accessed), _ms(meta.expires), user,
-                             data, generation]
-        token = self._seal(_encode_json(fields).encode("utf-8"))
+        # The head, less its data field and closing bracket: every part of it is JSON already.
+        head = (f"[{_encode_str(sid)},{round(meta.created * 1000)},"
+                f"{round(meta.accessed * 1000)},{round(meta.expires * 1000)},"
+                f"{'null' if user is None else _encode_str(user)},")
+        pairs = len(data)
+        payload = "\x00".join(chain((f"{head}{pairs},{generation}]",), _flatten(data.items())))
+        if payload.count("\x00") != 2 * pairs:  # a key or value holds a NUL: data in the head
+            payload = f"{head}{_encode_json(data)},{generation}]"
+        token = self._seal(payload.encode("utf-8"))
         size = overhead + len(token)
         if size <= self.limit:
             return token
         if self._spill is not None:
             self._spill.save(sid, Changes(set=data, cleared=True), meta)
-            fields[5] = None
-            token = self._seal(_encode_json(fields).encode("utf-8"))
+            token = self._seal(f"{head}null,{generation}]".encode())
             if overhead + len(token) <= self.limit:
                 return token
             size = overhead + len(token)
@@ -258,49 +296,57 @@ class CookieStore(BaseStore):
         header = self._header
         if self._aeads:
             nonce = os.urandom(_NONCE)
-            body = nonce + self._aeads[0].encrypt(nonce, plaintext, header)
+            raw = b"".join((header, nonce, self._aeads[0].encrypt(nonce, plaintext, header)))
         else:
-            body = plaintext + hmac.new(self._macs[0], header + plaintext, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(header + body).rstrip(b"=").decode("ascii")
+            raw = header + plaintext
+            raw += hmac.new(self._macs[0], raw, hashlib.sha256).digest()
+        encoded = binascii.b2a_base64(raw, newline=False).translate(_TO_B64URL)
+        return encoded.rstrip(b"=").decode("ascii")
 
     def _unseal(self, token: str) -> bytes | None:
-        # Length and alphabet are checked before any decoding or crypto is spent on the value.
+        # The length is capped before anything else is done with the value.
         if type(token) is not str or len(token) > self.limit:
             return _refuse("over-long or not text")
-        if len(token) % 4 == 1 or _B64URL.fullmatch(token) is None:
+        tail = len(token) % 4
+        if tail == 1:
+            return _refuse("not base64url")
+        # The alphabet check is the strict decoder's: one pass, and any character outside
+        # base64url (padding included) refuses the value before any crypto is spent on it.
+        try:
+            raw = _b64decode(token.encode("ascii").translate(_FROM_B64URL) + _PADDING[tail])
+        except (UnicodeEncodeError, binascii.Error):
             return _refuse("not base64url")
         # One token, one spelling: the bits of a last character beyond the data must be zero.
-        tail = len(token) % 4
         if tail and _B64URL_VALUE[token[-1]] & (0x0F if tail == 2 else 0x03):
             return _refuse("not canonical base64url")
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         if len(raw) < self._min_raw:
             return _refuse("truncated")
         if raw[0] != self._version:
             return _refuse("another format or mode")
-        header, hint, body = raw[: 1 + _HINT], raw[1 : 1 + _HINT], raw[1 + _HINT :]
+        hint = raw[1 : 1 + _HINT]
         tried = False
         for index, known in enumerate(self._hints):
             if known != hint:
                 continue
             tried = True
-            plaintext = self._open_with(index, header, body)
+            plaintext = self._open_with(index, raw)
             if plaintext is not None:
                 return plaintext
         return _refuse("failed authentication" if tried else "sealed with an unknown key")
 
-    def _open_with(self, index: int, header: bytes, body: bytes) -> bytes | None:
+    def _open_with(self, index: int, raw: bytes) -> bytes | None:
+        start = 1 + _HINT
         if self._aeads:
-            from cryptography.exceptions import InvalidTag
-
             try:
-                plaintext: bytes = self._aeads[index].decrypt(body[:_NONCE], body[_NONCE:], header)
-            except InvalidTag:
+                plaintext: bytes = self._aeads[index].decrypt(
+                    raw[start : start + _NONCE], raw[start + _NONCE :], raw[:start]
+                )
+            except self._invalid:
                 return None
             return plaintext
-        payload, mac = body[:-_MAC], body[-_MAC:]
-        expected = hmac.new(self._macs[index], header + payload, hashlib.sha256).digest()
-        return payload if hmac.compare_digest(mac, expected) else None
+        signed = raw[:-_MAC]  # header and payload
+        expected = hmac.new(self._macs[index], signed, hashlib.sha256).digest()
+        return signed[start:] if hmac.compare_digest(raw[-_MAC:], expected) else None
 
     # -- the server-store surface: only the spill store keeps anything by id ------------------
 
@@ -354,11 +400,16 @@ def _refuse(reason: str) -> bytes | None:
     return None
 
 
-def _aeads(mode: str, keys: tuple[bytes, ...]) -> tuple[Any, ...]:
-    """One AEAD object per key, built once; empty for the signed mode."""
+class _NeverRaised(Exception):
+    """Stands for cryptography's InvalidTag in the signed mode, which has no AEAD to raise it."""
+
+
+def _aeads(mode: str, keys: tuple[bytes, ...]) -> tuple[tuple[Any, ...], type[Exception]]:
+    """One AEAD object per key, built once (none in the signed mode), and the error it raises."""
     if mode == "signed":
-        return ()
+        return (), _NeverRaised
     try:
+        from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
     except ImportError:
         raise ConfigurationError(
@@ -367,7 +418,7 @@ def _aeads(mode: str, keys: tuple[bytes, ...]) -> tuple[Any, ...]:
             "read their session"
         ) from None
     cipher = AESGCM if mode == "aes-gcm" else ChaCha20Poly1305
-    return tuple(cipher(key) for key in keys)
+    return tuple(cipher(key) for key in keys), InvalidTag
 
 
 _Fields = tuple[str, float, float, float, str | None, dict[str, str] | None, int]
@@ -379,10 +430,13 @@ _STR = {str}
 def _parse(plaintext: bytes) -> _Fields | None:
     """The payload's fields, checked for shape; None when they are not what we seal."""
     try:
-        fields = json.loads(plaintext)
-    except ValueError:
+        parts = plaintext.decode("utf-8").split("\x00")
+        rest = iter(parts)
+        head = next(rest)
+        fields, end = _scan_json(head, 0)
+    except (ValueError, StopIteration, RecursionError):
         return None
-    if type(fields) is not list or len(fields) != 7:
+    if end != len(head) or type(fields) is not list or len(fields) != 7:
         return None
     sid, created, accessed, expires, user, data, generation = fields
     if not is_valid_id(sid) or type(generation) is not int:
@@ -391,13 +445,17 @@ def _parse(plaintext: bytes) -> _Fields | None:
         return None
     if user is not None and type(user) is not str:
         return None
-    if data is not None and (type(data) is not dict or not set(map(type, data.values())) <= _STR):
+    if type(data) is int:  # that many key/value pairs follow the head
+        if len(parts) != 2 * data + 1:  # also refuses a negative count
+            return None
+        data = dict(zip(rest, rest, strict=False))  # pairs of one iterator
+        if len(data) != len(parts) // 2:  # a key twice
+            return None
+    elif len(parts) != 1 or not (  # null (spilled) or an object of texts: nothing follows
+        data is None or (type(data) is dict and set(map(type, data.values())) <= _STR)
+    ):
         return None
     return sid, created / 1000, accessed / 1000, expires / 1000, user, data, generation
-
-
-def _ms(moment: float) -> int:
-    return round(moment * 1000)
 
 
 def from_url(parsed: SplitResult, **options: Any) -> CookieStore:
