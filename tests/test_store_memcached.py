@@ -7,7 +7,9 @@ the client.
 from __future__ import annotations
 
 import json
+import math
 import os
+import socket
 import threading
 import time
 import uuid
@@ -17,6 +19,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 from pymemcache.client.base import Client
+from pymemcache.exceptions import MemcacheIllegalInputError
 
 import satchel
 from satchel import Changes, SessionMeta
@@ -216,6 +219,21 @@ def test_long_ttls_cross_memcacheds_absolute_time_rule(server: MemcachedServer,
     assert store.load(sid) is not None
 
 
+def test_session_without_expiry(server: MemcachedServer, store: MemcachedStore) -> None:
+    # A manager without an idle timeout writes expires=inf: memcached is given no TTL.
+    sid = new_id()
+    now = time.time()
+    assert store.save(sid, Changes(set={"a": "1"}), SessionMeta(now, now, math.inf))
+    assert store.update(sid, Changes(set={"b": "2"}, create=False), now, math.inf, None)
+    assert store.touch(sid, now, math.inf)
+    record = store.load(sid)
+    assert record is not None and record.expires == math.inf
+    assert record.data == {"a": "1", "b": "2"}
+    assert store.update(sid, Changes(set={"c": "3"}, create=False), now, math.inf, DAY)
+    record = store.load(sid)
+    assert record is not None and record.expires == now + DAY
+
+
 def test_touch_extends_native_ttl(server: MemcachedServer, store: MemcachedStore) -> None:
     sid = new_id()
     now = time.time()
@@ -286,6 +304,105 @@ def test_two_servers_share_the_sessions(server: MemcachedServer) -> None:
         second.cleanup()
 
 
+# -- the item format -----------------------------------------------------------------------------
+
+
+def test_record_round_trips_exactly(store: MemcachedStore) -> None:
+    sid = new_id()
+    created, accessed, expires = 1700000000.123456789, time.time(), time.time() + 1 / 3 + HOUR
+    data = {"": '""', "ünï cödé": '"✓ ok"', "tab\tkey": '"a\\u0000b"', "k": "x" * 5000}
+    for user in (None, "", "ana", "-", "+bob"):
+        store.save(sid, Changes(set=data, cleared=True), SessionMeta(created, accessed, expires,
+                                                                     user))
+        record = store.load(sid)
+        assert record is not None
+        assert (record.data, record.created, record.accessed, record.expires, record.user) == \
+            (data, created, accessed, expires, user)
+
+
+def test_nul_in_a_key_or_value_falls_back_to_json(server: MemcachedServer,
+                                                  store: MemcachedStore) -> None:
+    sid = new_id()
+    put(store, sid, {"a\x00b": '"1"', "c": '"d\x00e"'}, user="u\x00v")
+    raw = raw_client(server)
+    try:
+        assert raw.get(store.prefix + sid)[:1] == b"{"
+    finally:
+        raw.close()
+    record = store.load(sid)
+    assert record is not None
+    assert record.data == {"a\x00b": '"1"', "c": '"d\x00e"'} and record.user == "u\x00v"
+    assert store.save(sid, Changes(set={"x": "2"}, create=False), meta(user="u\x00v"))
+    record = store.load(sid)
+    assert record is not None and record.data == {"a\x00b": '"1"', "c": '"d\x00e"', "x": "2"}
+
+
+def test_items_of_the_earlier_json_format_are_read(server: MemcachedServer,
+                                                   store: MemcachedStore) -> None:
+    sid = new_id()
+    now = time.time()
+    item = {"d": {"a": '"1"'}, "c": now, "a": now, "e": now + HOUR, "u": "ana"}
+    raw = raw_client(server)
+    try:
+        raw.set(store.prefix + sid, json.dumps(item).encode(), expire=3600, noreply=False)
+    finally:
+        raw.close()
+    record = store.load(sid)
+    assert record is not None and record.data == {"a": '"1"'} and record.user == "ana"
+    assert store.update(sid, Changes(set={"b": '"2"'}, create=False), now, now + HOUR, None)
+    record = store.load(sid)
+    assert record is not None and record.data == {"a": '"1"', "b": '"2"'}
+    assert record.user == "ana" and record.created == now
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"\x01short", b"\x02" + bytes(24) + b"-", b"\x01" + bytes(24) + b"?",
+    b"\x01" + bytes(24) + b"-\x00odd", b"\x01" + bytes(24) + b"-\x00\xff\xfe\x00v",
+    b"{not json", b'{"d": [], "c": 1, "a": 1, "e": 1, "u": null}', b"[1, 2]",
+])
+def test_unreadable_item_reads_as_absent(server: MemcachedServer, store: MemcachedStore,
+                                         payload: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    sid = new_id()
+    raw = raw_client(server)
+    try:
+        raw.set(store.prefix + sid, payload, expire=3600, noreply=False)
+    finally:
+        raw.close()
+    assert store.load(sid) is None
+    assert store.exists(sid) is False
+    assert store.touch(sid, time.time(), time.time() + HOUR) is False
+    assert store.save(sid, Changes(set={"a": "1"}, create=False), meta()) is False
+    assert "unreadable" in caplog.text
+    assert sid not in caplog.text
+    put(store, sid, {"a": "1"})  # a new session replaces the unreadable item
+    record = store.load(sid)
+    assert record is not None and record.data == {"a": "1"}
+
+
+def test_unreadable_user_index_is_rebuilt(server: MemcachedServer, store: MemcachedStore) -> None:
+    raw = raw_client(server)
+    try:
+        raw.set(store._user_key("ana"), b"\x00garbage", expire=3600, noreply=False)
+    finally:
+        raw.close()
+    assert store.user_sessions("ana") == []
+    sid = new_id()
+    put(store, sid, {"a": "1"}, user="ana")
+    assert store.user_sessions("ana") == [sid]
+
+
+def test_malformed_key_never_reaches_the_server(server: MemcachedServer,
+                                                store: MemcachedStore) -> None:
+    sid = new_id()
+    put(store, sid, {"a": "1"})
+    before = server.commands()
+    for bad in ("a b", "x\r\nflush_all", "tab\t", "nul\x00", "é", "k" * 300):
+        with pytest.raises(MemcacheIllegalInputError):
+            store.load(bad)
+    assert server.commands() == before
+    assert store.load(sid) is not None  # the connection is still in step
+
+
 # -- fork safety ---------------------------------------------------------------------------------
 
 
@@ -293,7 +410,7 @@ def test_forked_child_uses_its_own_connections(server: MemcachedServer,
                                                store: MemcachedStore) -> None:
     sid = new_id()
     put(store, sid, {"parent": "1"})  # the parent now holds a pooled connection
-    parent_pool = store._pools[f"{LOOPBACK}:{server.port}"][0]
+    parent_pool = store._pools[f"{LOOPBACK}:{server.port}"]
     connections = server.stats()["total_connections"]
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -303,7 +420,7 @@ def test_forked_child_uses_its_own_connections(server: MemcachedServer,
             os.close(read_fd)
             for i in range(50):
                 store.save(sid, Changes(set={f"c{i}": "1"}, create=False), meta())
-            child_pool = store._pools[f"{LOOPBACK}:{server.port}"][0]
+            child_pool = store._pools[f"{LOOPBACK}:{server.port}"]
             os.write(write_fd, b"fresh" if child_pool is not parent_pool else b"shared")
             store.close()
             code = 0
@@ -318,7 +435,7 @@ def test_forked_child_uses_its_own_connections(server: MemcachedServer,
         verdict = pipe.read()
     assert os.waitstatus_to_exitcode(status) == 0
     assert verdict == b"fresh"
-    assert store._pools[f"{LOOPBACK}:{server.port}"][0] is parent_pool
+    assert store._pools[f"{LOOPBACK}:{server.port}"] is parent_pool
     assert server.stats()["total_connections"] > connections  # the child dialled its own
     record = store.load(sid)
     assert record is not None
@@ -356,6 +473,40 @@ def test_pool_size_bounds_connections(server: MemcachedServer) -> None:
         assert record is not None and len(record.data) == 1 + 6 * 15
     with pytest.raises(satchel.StoreUnavailable, match="closed"):
         st.load(sid)
+
+
+def test_a_caller_waits_for_a_busy_connection(server: MemcachedServer) -> None:
+    with MemcachedStore(f"{LOOPBACK}:{server.port}", prefix=fresh_prefix(), max_pool_size=1,
+                        timeout=0.3) as st:
+        sid = new_id()
+        put(st, sid, {"a": "1"})
+        clients = st._pools[f"{LOOPBACK}:{server.port}"]
+        held = clients.take()  # the only connection, busy elsewhere
+        started = time.monotonic()
+        with pytest.raises(satchel.StoreTimeout, match="no free connection"):
+            st.load(sid)
+        assert 0.25 <= time.monotonic() - started < 1.0
+        loaded: list[object] = []
+        waiter = threading.Thread(target=lambda: loaded.append(st.load(sid)))
+        waiter.start()
+        time.sleep(0.05)
+        clients.idle.append(held)  # given back, as a finished command does
+        clients.given()
+        waiter.join(5)
+        assert not waiter.is_alive() and loaded and loaded[0] is not None
+        assert clients._made == 1
+
+
+def test_kernel_bounds_each_socket_operation(server: MemcachedServer,
+                                             store: MemcachedStore) -> None:
+    sid = new_id()
+    put(store, sid, {"a": "1"})
+    client = store._pools[f"{LOOPBACK}:{server.port}"].idle[-1]
+    sock = client.sock
+    # Python's own timeout would poll() before every send and recv; the kernel's does not.
+    assert sock.gettimeout() is None
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) != bytes(16)
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16) != bytes(16)
 
 
 # -- configuration -------------------------------------------------------------------------------
