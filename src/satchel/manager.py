@@ -65,7 +65,10 @@ class Decision:
         return self.sid if self.token is None else self.token
 
 
+# Shared verdicts for the common cases; never mutated (the engine completes only fresh SAVE and
+# TOUCH decisions).
 NOTHING = Decision(Action.NOTHING)
+READ_ONLY = Decision(Action.NOTHING, vary=True)
 
 
 class SessionManager:
@@ -207,7 +210,7 @@ class SessionManager:
             return Decision(Action.TOUCH, sid, None, meta, discard, self._refresh(),
                             self._max_age(expires, now), True)
         if not discard:
-            return Decision(Action.NOTHING, sid, vary=True)
+            return READ_ONLY
         return Decision(Action.NOTHING, sid, discard=discard, vary=True)
 
     def _blind(self, session: Session, now: float) -> Decision:

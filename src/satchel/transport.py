@@ -20,6 +20,7 @@ __all__ = ["CookieTransport", "HeaderTransport", "QueryTransport", "Transport", 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _REVOKED = "Thu, 01 Jan 1970 00:00:00 GMT"
+_VARY_COOKIE = [("Vary", "Cookie")]  # read-only: callers copy it into their header list
 
 
 class Transport(Protocol):
@@ -123,11 +124,11 @@ class CookieTransport:
 
     def render(self, decision: Decision, *, https: bool, script_name: str) -> list[tuple[str, str]]:
         op = decision.cookie
+        if op is CookieOp.KEEP:
+            return _VARY_COOKIE if decision.vary else []
         headers: list[tuple[str, str]] = []
         if decision.vary:
             headers.append(("Vary", "Cookie"))
-        if op is CookieOp.KEEP:
-            return headers
         if op is CookieOp.SET:
             value = self._set_cookie(decision.value, decision.max_age, https, script_name)
         else:
