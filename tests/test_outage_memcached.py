@@ -6,8 +6,6 @@ in the middle of a test and started again on the same port; the middleware is ne
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +17,7 @@ from satchel.ids import new_id
 from satchel.stores.memcached import MemcachedStore
 
 from .contract import put
-from .servers import LOOPBACK, wait_until
+from .servers import LOOPBACK
 from .servers.memcached import MemcachedServer
 from .test_store_memcached import call, session_app
 
@@ -51,17 +49,6 @@ def timed(app: Any, cookie: str | None, path: str) -> tuple[str, dict[str, str],
     started = time.monotonic()
     status, headers = call(app, cookie, path)
     return status, headers, time.monotonic() - started
-
-
-def all_threads_stopped(pid: int) -> bool:
-    """True once every thread of ``pid`` is stopped: ``kill`` only queues a SIGSTOP, and a
-    worker thread running on the other core may still answer a command or two."""
-    tasks = os.listdir(f"/proc/{pid}/task")
-    states = []
-    for task in tasks:
-        with open(f"/proc/{pid}/task/{task}/stat") as stat:
-            states.append(stat.read().rpartition(")")[2].split()[0])
-    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 def cookie_of(headers: dict[str, str]) -> str:
@@ -121,11 +108,8 @@ def test_frozen_server_times_out_within_the_bound(server: MemcachedServer,
     app = satchel.SessionMiddleware(session_app, store=store)
     status, headers = call(app, None, "/write")
     cookie = cookie_of(headers)
-    assert server.proc is not None
-    pid = server.proc.pid
-    os.kill(pid, signal.SIGSTOP)  # accepts connections (the kernel does), answers nothing
+    server.freeze()  # accepts connections (the kernel does), answers nothing
     try:
-        wait_until(lambda: all_threads_stopped(pid), 5, "memcached stopping", interval=0.005)
         status, headers, elapsed = timed(app, cookie, "/read")
         assert status == "503 Service Unavailable"
         assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + SLACK
@@ -135,7 +119,7 @@ def test_frozen_server_times_out_within_the_bound(server: MemcachedServer,
         assert time.monotonic() - started < TIMEOUT + SLACK
         assert isinstance(caught.value.__cause__, (TimeoutError, BlockingIOError))
     finally:
-        os.kill(pid, signal.SIGCONT)
+        server.thaw()
     status, headers = call(app, cookie, "/write")
     assert status == "200 OK"
 

@@ -4,8 +4,6 @@ frozen) mid-test; untouched sessions are unaffected, touched ones fail closed (5
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -113,9 +111,7 @@ def test_frozen_server_times_out_then_recovers(server: RedisServer, store: Redis
     # SIGSTOP: connections still open, nothing answers — the case where only timeouts help.
     mw = satchel.SessionMiddleware(app, store=store)
     cookie = login(mw)
-    assert server.proc is not None
-    pid = server.proc.pid
-    os.kill(pid, signal.SIGSTOP)
+    server.freeze()
     try:
         status, _, body = timed(mw, "/plain", cookie)
         assert (status, body) == ("200 OK", b"plain")
@@ -126,5 +122,5 @@ def test_frozen_server_times_out_then_recovers(server: RedisServer, store: Redis
         with pytest.raises(satchel.StoreTimeout):
             store.load(cookie.split("=", 1)[1])
     finally:
-        os.kill(pid, signal.SIGCONT)
+        server.thaw()
     assert request(mw, "/write", cookie)[2] == b"2"  # the session survived the freeze

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import threading
 import time
@@ -464,9 +463,8 @@ def test_a_timed_out_command_is_not_sent_again() -> None:
         sid = new_id()
         put(store, sid, {"a": "1"})
         _warm(store)
-        assert srv.proc is not None
         with CommandLog(srv.port) as log:
-            os.kill(srv.proc.pid, signal.SIGSTOP)
+            srv.freeze()
             try:
                 started = time.monotonic()
                 now = time.time()
@@ -475,7 +473,7 @@ def test_a_timed_out_command_is_not_sent_again() -> None:
                                  None)
                 assert 0.25 < time.monotonic() - started < 1.0  # one timeout, not two
             finally:
-                os.kill(srv.proc.pid, signal.SIGCONT)
+                srv.thaw()
         assert log.calls == ["EVALSHA"]  # the server ran it once, when it woke
         record = store.load(sid)
         assert record is not None and record.data == {"a": "1", "b": "2"}

@@ -140,6 +140,24 @@ class ServerProcess:
                 proc.wait(10)
         wait_until(lambda: not port_open(self.port), 10, f"{self.name} port closing")
 
+    def freeze(self) -> None:
+        """Stop the server with SIGSTOP: connections stay open, nothing answers (a timeout).
+
+        ``kill`` only queues the signal, and a thread running on the other core may still
+        answer a command or two: wait until every thread of the process is stopped.
+        """
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} is not running")
+        pid = self.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        wait_until(lambda: _all_threads_stopped(pid), 5, f"{self.name} stopping",
+                   interval=0.005)
+
+    def thaw(self) -> None:
+        """Let a frozen server run again."""
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -150,3 +168,11 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as stat:
+            states.append(stat.read().rpartition(")")[2].split()[0])
+    return bool(states) and all(state in ("T", "t") for state in states)
