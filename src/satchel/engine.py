@@ -154,10 +154,7 @@ class SessionEngine:
                     sid, changes, meta.accessed, meta.expires, self.manager.absolute_timeout
                 ):
                     # Expired, deleted or never stored: what was written starts a new session.
-                    session._opener = None
-                    session._request = None
-                    if self.manager.adopts(sid):
-                        session._sid = sid
+                    session._found_absent(sid if self.manager.adopts(sid) else None)
                     return self.commit(session, overhead=overhead)
                 session._flushed()
             elif action is Action.TOUCH:
@@ -168,7 +165,7 @@ class SessionEngine:
                 store.delete(old)
             session._discard = []
             if action is Action.DELETE:
-                session._loaded_id = session._sid = None
+                session._found_absent(None)
         except StoreUnavailable:
             if not self.fail_open:
                 raise

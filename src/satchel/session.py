@@ -106,6 +106,14 @@ class Session(MutableMapping[str, Any]):
                 self._opener = None
                 self._request = None
 
+    def _found_absent(self, sid: str | None) -> None:
+        """The store holds no session for this request (any more): what is here is new, and is
+        saved under ``sid`` if the policy adopted one, else under a fresh id."""
+        self._opener = None
+        self._request = None
+        self._loaded_id = None
+        self._sid = sid
+
     def _attach(self, sid: str | None, record: SessionRecord | None) -> None:
         """Called by the opener: adopt ``record`` under ``sid``, or start a new session.
 
