@@ -404,7 +404,7 @@ def test_threads_share_a_bounded_set_of_connections(store: RedisStore) -> None:
 def test_commands_are_packed_by_the_connection_without_hiredis(
     store: RedisStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("satchel.stores.redis._pack_command", None)
+    monkeypatch.setattr("satchel.stores._redis_wire._pack_command", None)
     sid = new_id()
     now = time.time()
     put(store, sid, {"a": "1"}, now=now)

@@ -20,224 +20,39 @@ of different keys never overwrite each other.  ``update`` (a blind write) reads 
 the user set lives in another slot: its ``SADD`` rides in the same pipeline round as the script,
 sent to its own node.
 
-On a single server those hot commands skip redis-py's per-command layers (see
-:class:`_Connections`); everything else goes through the redis-py client as usual.
+How the scripts and the hot commands reach the server (the ``EVALSHA``/``EVAL`` fallback, and
+on a single server a fast lane past redis-py's per-command layers) is in
+:mod:`satchel.stores._redis_wire`.
 """
 
 from __future__ import annotations
 
-import inspect
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from hashlib import sha1
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 from urllib.parse import SplitResult, unquote
 
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.connection import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
 from ..record import Changes, SessionMeta, SessionRecord
+from ._redis_wire import SAVE, TOUCH, UPDATE, Client, Connections, Script
 from .base import BaseStore, url_options
 
-# hiredis is optional (redis-py's speed-up); without it the connection's own packer serves.
-_pack_command: Callable[[tuple[Any, ...]], bytes] | None = None
-try:
-    import hiredis
-
-    _pack_command = cast("Callable[[tuple[Any, ...]], bytes]", hiredis.pack_command)
-except ImportError:
-    pass
-
-# redis-py before 5.3 wants a command name (unused) to hand out a connection; later versions
-# warn when given one.
-_CHECKOUT_ARGS = () if inspect.signature(ConnectionPool.get_connection).parameters[
-    "command_name"].default is None else ("HGETALL",)
-
 __all__ = ["RedisStore", "from_url"]
-
-Client = redis.Redis | RedisCluster
 
 # What redis-py raises when Redis cannot serve; RedisClusterException (no RedisError) covers a
 # cluster that cannot be reached or does not cover every slot.
 _FAILURES = (RedisError, RedisClusterException)
 
 _CREATED, _ACCESSED, _EXPIRES, _USER = "m:created", "m:accessed", "m:expires", "m:user"
-
-# ARGV: create, cleared, expire-at (ms), sid, number of fields to delete, those fields, then
-# field/value pairs to set.  KEYS[2], when given, is the user's index set (single server only).
-# Fields go in chunks: Lua's unpack() has a stack limit of a few thousand values.
-_SAVE = """
-local key = KEYS[1]
-if redis.call('EXISTS', key) == 0 then
-  if ARGV[1] ~= '1' then return 0 end
-elseif ARGV[2] == '1' then
-  redis.call('DEL', key)
-end
-local i, last = 6, 5 + tonumber(ARGV[5])
-while i <= last do
-  local stop = math.min(i + 499, last)
-  redis.call('HDEL', key, unpack(ARGV, i, stop))
-  i = stop + 1
-end
-last = #ARGV
-while i <= last do
-  local stop = math.min(i + 999, last)
-  redis.call('HSET', key, unpack(ARGV, i, stop))
-  i = stop + 1
-end
-redis.call('PEXPIREAT', key, ARGV[3])
-if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[4]) end
-return 1
-"""
-
-# ARGV: now, accessed, expires, lifetime ('' for none), cleared, number of fields to delete,
-# those fields, then field/value pairs to set.  Never creates; a dead session (by the caller's
-# clock, as in load) is left alone.  The stored created time caps the expiry, and with
-# ``cleared`` the stored created and user are written back after the DEL.  A capped expiry is
-# formatted with 17 significant digits, which read back as the very same float.
-_UPDATE = """
-local key = KEYS[1]
-local stored = redis.call('HMGET', key, 'm:created', 'm:expires', 'm:user')
-local created, ends = tonumber(stored[1]), tonumber(stored[2])
-if not created or not ends or ends <= tonumber(ARGV[1]) then return 0 end
-local expires, text = tonumber(ARGV[3]), ARGV[3]
-if ARGV[4] ~= '' then
-  local cap = created + tonumber(ARGV[4])
-  if cap < expires then expires, text = cap, string.format('%.17g', cap) end
-end
-local fields = {'m:accessed', ARGV[2], 'm:expires', text}
-if ARGV[5] == '1' then
-  redis.call('DEL', key)
-  fields[5], fields[6] = 'm:created', stored[1]
-  if stored[3] then fields[7], fields[8] = 'm:user', stored[3] end
-end
-local i, last = 7, 6 + tonumber(ARGV[6])
-while i <= last do
-  local stop = math.min(i + 499, last)
-  redis.call('HDEL', key, unpack(ARGV, i, stop))
-  i = stop + 1
-end
-for j = i, #ARGV do fields[#fields + 1] = ARGV[j] end
-i = 1
-while i <= #fields do
-  local stop = math.min(i + 999, #fields)
-  redis.call('HSET', key, unpack(fields, i, stop))
-  i = stop + 1
-end
-if expires < math.huge then
-  redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
-else
-  redis.call('PERSIST', key)
-end
-return 1
-"""
-
-# ARGV: accessed, expires, expire-at (ms).  Never creates.
-_TOUCH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'm:accessed', ARGV[1], 'm:expires', ARGV[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
-return 1
-"""
-
-
-class _Script:
-    """A Lua script run by ``EVALSHA``; one ``EVAL`` (which also caches it) on ``NOSCRIPT``."""
-
-    __slots__ = ("sha", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.sha = sha1(text.encode(), usedforsecurity=False).hexdigest()
-
-
-_SAVE_SCRIPT = _Script(_SAVE)
-_TOUCH_SCRIPT = _Script(_TOUCH)
-_UPDATE_SCRIPT = _Script(_UPDATE)
-
-
-class _Connections:
-    """The store's fast lane to one server: pooled connections driven by their own API.
-
-    ``Redis.execute_command`` costs about as much as a loopback round trip: a pool checkout and
-    check-in (two lock rounds and metrics hooks), a retry wrapper and timers built per call, and
-    a response-callback lookup.  The store's hot commands (``HGETALL`` and its scripts) skip
-    those layers and use the connection's public ``send_packed_command``/``read_response``
-    (which map socket failures to ``ConnectionError``/``TimeoutError`` and drop the socket),
-    keeping what the layers guaranteed:
-
-    * Connections come from the client's pool (connected, authenticated, with its timeouts and
-      TLS) and stay on this list of idle ones instead of going back after each command.
-      ``list.pop``/``append`` are atomic, so threads share the list without a lock and each
-      connection serves one thread at a time.  The list holds at most as many as ever ran at
-      once, which the pool's ``max_connections`` bounds; a thread that ends leaks nothing.
-    * A reply is always read to its end, or the socket is dropped (``disconnect``): a
-      connection never goes back on the list with a reply pending.
-    * A ``ConnectionError`` (typically a socket that died with a restarted server) is retried
-      once on a new socket; a timeout is never retried, so a frozen server costs one timeout
-      and a command that may have run is not sent again.  (The retried commands are idempotent:
-      a read, or a script that leaves the same state when run twice with the same arguments.)
-    * After a fork the child drops the list, which holds its parent's sockets, and takes new
-      connections from the pool, which resets itself in the child.
-    """
-
-    __slots__ = ("_idle", "_lock", "_pid", "_pool")
-
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._idle: list[Any] = []
-
-    def call(self, *args: str | int | float) -> Any:
-        """Send one command and return its raw reply (RESP2: HGETALL answers a flat list)."""
-        if self._pid != os.getpid():
-            self._forked()
-        # hiredis packs in C what the connection's packer would first walk in Python; both
-        # write a float as its repr, which reads back as the same float.
-        packed = [_pack_command(args)] if _pack_command is not None else None
-        idle = self._idle
-        try:
-            conn = idle.pop()
-        except IndexError:
-            conn = self._pool.get_connection(*_CHECKOUT_ARGS)
-        try:
-            try:
-                conn.send_packed_command(packed or conn.pack_command(*args))
-                return conn.read_response()
-            except RedisConnectionError:
-                conn.disconnect()  # the next send connects anew
-                conn.send_packed_command(packed or conn.pack_command(*args))
-                return conn.read_response()
-        except ResponseError:
-            raise  # an error reply was read whole: the connection is still in step
-        except BaseException:
-            conn.disconnect()
-            raise
-        finally:
-            idle.append(conn)
-
-    def _forked(self) -> None:
-        with self._lock:
-            if self._pid != os.getpid():
-                self._idle = []  # the parent's sockets: never written to by this process
-                self._pid = os.getpid()
-
-    def close(self) -> None:
-        """Hand the idle connections back to the pool (which the client then disconnects)."""
-        idle, self._idle = self._idle, []
-        if self._pid == os.getpid():
-            for conn in idle:
-                self._pool.release(conn)
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:
@@ -315,11 +130,11 @@ class RedisStore(BaseStore):
         self._options = options
         # The fast lane, for a single server whose client is ours: a given client keeps its
         # own per-command options (retries, single connection), so it takes the usual path.
-        self._direct: _Connections | None = None
+        self._direct: Connections | None = None
         if client is None and not cluster:
             # redis-py's pool connects lazily and replaces its connections after a fork.
             self._client = redis.Redis(host=host, port=port, db=db, **options)
-            self._direct = _Connections(self._client.connection_pool)
+            self._direct = Connections(self._client.connection_pool)
 
     # -- the client ---------------------------------------------------------------------------
 
@@ -346,21 +161,12 @@ class RedisStore(BaseStore):
         """The Redis key of a user's set of session ids."""
         return f"{self.prefix}u:{{{user}}}"
 
-    def _run(self, client: Client, script: _Script, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return client.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return client.eval(script.text, len(keys), *keys, *args)
-
-    def _script(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
+    def _script(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` on the server of its keys (a single server, or one cluster slot)."""
         direct = self._direct
         if direct is None:
-            return self._run(self.client(), script, keys, args)
-        try:
-            return direct.call("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return direct.call("EVAL", script.text, len(keys), *keys, *args)
+            return script.run(self.client(), keys, args)
+        return direct.run(script, keys, args)
 
     # -- the contract -------------------------------------------------------------------------
 
@@ -370,12 +176,7 @@ class RedisStore(BaseStore):
             if direct is None:
                 raw = cast("dict[str, str]", self.client().hgetall(self.session_key(sid)))
             else:
-                reply = direct.call("HGETALL", self.session_key(sid))
-                if type(reply) is list:  # RESP2: field, value, field, value...
-                    pairs = iter(reply)
-                    raw = dict(zip(pairs, pairs, strict=True))
-                else:  # RESP3 (protocol=3) answers a map
-                    raw = reply
+                raw = direct.hgetall(self.session_key(sid))
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
         expires = raw.pop(_EXPIRES, None)
@@ -407,9 +208,9 @@ class RedisStore(BaseStore):
             args += ("d:" + k, v)
         try:
             if user is None:
-                done = self._script(_SAVE_SCRIPT, [key], args)
+                done = self._script(SAVE, [key], args)
             elif not self.is_cluster:
-                done = self._script(_SAVE_SCRIPT, [key, self.user_key(user)], args)
+                done = self._script(SAVE, [key, self.user_key(user)], args)
             else:
                 done = self._save_cluster(self.client(), key, self.user_key(user), sid, args)
         except _FAILURES as exc:
@@ -423,7 +224,7 @@ class RedisStore(BaseStore):
         # The script's node is named: left to find it, redis-py's cluster pipeline would first
         # ask the server for the keys of EVALSHA (COMMAND GETKEYS), an extra round trip.
         node = cast("RedisCluster", client).get_node_from_key(key)  # type: ignore[no-untyped-call]
-        for command, script in (("EVALSHA", _SAVE_SCRIPT.sha), ("EVAL", _SAVE_SCRIPT.text)):
+        for command, script in (("EVALSHA", SAVE.sha), ("EVAL", SAVE.text)):
             pipe = client.pipeline(transaction=False)
             pipe.execute_command(command, script, 1, key, *args, target_nodes=node)
             pipe.sadd(user_key, sid)
@@ -440,7 +241,8 @@ class RedisStore(BaseStore):
     def update(self, sid: str, changes: Changes, accessed: float, expires: float,
                lifetime: float | None) -> bool:
         """A blind write in one ``EVALSHA``: the script reads the stored created time itself
-        to cap the expiry, and keeps the stored created time and user (see ``_UPDATE``)."""
+        to cap the expiry, and keeps the stored created time and user (see
+        ``_redis_wire.UPDATE``)."""
         deleted = () if changes.cleared else ["d:" + k for k in changes.deleted]
         # Floats go as they are: redis-py and hiredis both write a float as its repr.
         args: list[Any] = [
@@ -450,7 +252,7 @@ class RedisStore(BaseStore):
         for k, v in changes.set.items():
             args += ("d:" + k, v)
         try:
-            done = self._script(_UPDATE_SCRIPT, [self.session_key(sid)], args)
+            done = self._script(UPDATE, [self.session_key(sid)], args)
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
         return bool(done)
@@ -458,7 +260,7 @@ class RedisStore(BaseStore):
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         args = [repr(accessed), repr(expires), int(expires * 1000)]
         try:
-            done = self._script(_TOUCH_SCRIPT, [self.session_key(sid)], args)
+            done = self._script(TOUCH, [self.session_key(sid)], args)
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
         return bool(done)

@@ -1,0 +1,226 @@
+"""How RedisStore talks to Redis: its Lua scripts, and its hot commands on reused connections.
+
+A script is run by ``EVALSHA``, with one ``EVAL`` (which also caches it) when the server answers
+``NOSCRIPT``.  On a single server the store's hot commands (``HGETALL`` and the scripts) skip
+redis-py's per-command layers through :class:`Connections`; everything else goes through the
+redis-py client as usual.  What the scripts do to a session is the store's layout, described in
+:mod:`satchel.stores.redis`; how they reach the server lives here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+from collections.abc import Callable, Sequence
+from hashlib import sha1
+from typing import Any, cast
+
+import redis
+from redis.cluster import RedisCluster
+from redis.connection import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+__all__ = ["SAVE", "TOUCH", "UPDATE", "Client", "Connections", "Script"]
+
+Client = redis.Redis | RedisCluster
+
+# hiredis is optional (redis-py's speed-up); without it the connection's own packer serves.
+_pack_command: Callable[[tuple[Any, ...]], bytes] | None = None
+try:
+    import hiredis
+
+    _pack_command = cast("Callable[[tuple[Any, ...]], bytes]", hiredis.pack_command)
+except ImportError:
+    pass
+
+# redis-py before 5.3 wants a command name (unused) to hand out a connection; later versions
+# warn when given one.
+_CHECKOUT_ARGS = () if inspect.signature(ConnectionPool.get_connection).parameters[
+    "command_name"].default is None else ("HGETALL",)
+
+
+class Script:
+    """A Lua script run by ``EVALSHA``; one ``EVAL`` (which also caches it) on ``NOSCRIPT``."""
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+    def run(self, client: Client, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run on the server of ``keys`` (a single server, or one cluster slot) via redis-py."""
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(self.text, len(keys), *keys, *args)
+
+
+# ARGV: create, cleared, expire-at (ms), sid, number of fields to delete, those fields, then
+# field/value pairs to set.  KEYS[2], when given, is the user's index set (single server only).
+# Fields go in chunks: Lua's unpack() has a stack limit of a few thousand values.
+SAVE = Script("""
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then
+  if ARGV[1] ~= '1' then return 0 end
+elseif ARGV[2] == '1' then
+  redis.call('DEL', key)
+end
+local i, last = 6, 5 + tonumber(ARGV[5])
+while i <= last do
+  local stop = math.min(i + 499, last)
+  redis.call('HDEL', key, unpack(ARGV, i, stop))
+  i = stop + 1
+end
+last = #ARGV
+while i <= last do
+  local stop = math.min(i + 999, last)
+  redis.call('HSET', key, unpack(ARGV, i, stop))
+  i = stop + 1
+end
+redis.call('PEXPIREAT', key, ARGV[3])
+if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[4]) end
+return 1
+""")
+
+# ARGV: now, accessed, expires, lifetime ('' for none), cleared, number of fields to delete,
+# those fields, then field/value pairs to set.  Never creates; a dead session (by the caller's
+# clock, as in load) is left alone.  The stored created time caps the expiry, and with
+# ``cleared`` the stored created and user are written back after the DEL.  A capped expiry is
+# formatted with 17 significant digits, which read back as the very same float.
+UPDATE = Script("""
+local key = KEYS[1]
+local stored = redis.call('HMGET', key, 'm:created', 'm:expires', 'm:user')
+local created, ends = tonumber(stored[1]), tonumber(stored[2])
+if not created or not ends or ends <= tonumber(ARGV[1]) then return 0 end
+local expires, text = tonumber(ARGV[3]), ARGV[3]
+if ARGV[4] ~= '' then
+  local cap = created + tonumber(ARGV[4])
+  if cap < expires then expires, text = cap, string.format('%.17g', cap) end
+end
+local fields = {'m:accessed', ARGV[2], 'm:expires', text}
+if ARGV[5] == '1' then
+  redis.call('DEL', key)
+  fields[5], fields[6] = 'm:created', stored[1]
+  if stored[3] then fields[7], fields[8] = 'm:user', stored[3] end
+end
+local i, last = 7, 6 + tonumber(ARGV[6])
+while i <= last do
+  local stop = math.min(i + 499, last)
+  redis.call('HDEL', key, unpack(ARGV, i, stop))
+  i = stop + 1
+end
+for j = i, #ARGV do fields[#fields + 1] = ARGV[j] end
+i = 1
+while i <= #fields do
+  local stop = math.min(i + 999, #fields)
+  redis.call('HSET', key, unpack(fields, i, stop))
+  i = stop + 1
+end
+if expires < math.huge then
+  redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
+else
+  redis.call('PERSIST', key)
+end
+return 1
+""")
+
+# ARGV: accessed, expires, expire-at (ms).  Never creates.
+TOUCH = Script("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'm:accessed', ARGV[1], 'm:expires', ARGV[2])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 1
+""")
+
+
+class Connections:
+    """The store's fast lane to one server: pooled connections driven by their own API.
+
+    ``Redis.execute_command`` costs about as much as a loopback round trip: a pool checkout and
+    check-in (two lock rounds and metrics hooks), a retry wrapper and timers built per call, and
+    a response-callback lookup.  The store's hot commands (``HGETALL`` and its scripts) skip
+    those layers and use the connection's public ``send_packed_command``/``read_response``
+    (which map socket failures to ``ConnectionError``/``TimeoutError`` and drop the socket),
+    keeping what the layers guaranteed:
+
+    * Connections come from the client's pool (connected, authenticated, with its timeouts and
+      TLS) and stay on this list of idle ones instead of going back after each command.
+      ``list.pop``/``append`` are atomic, so threads share the list without a lock and each
+      connection serves one thread at a time.  The list holds at most as many as ever ran at
+      once, which the pool's ``max_connections`` bounds; a thread that ends leaks nothing.
+    * A reply is always read to its end, or the socket is dropped (``disconnect``): a
+      connection never goes back on the list with a reply pending.
+    * A ``ConnectionError`` (typically a socket that died with a restarted server) is retried
+      once on a new socket; a timeout is never retried, so a frozen server costs one timeout
+      and a command that may have run is not sent again.  (The retried commands are idempotent:
+      a read, or a script that leaves the same state when run twice with the same arguments.)
+    * After a fork the child drops the list, which holds its parent's sockets, and takes new
+      connections from the pool, which resets itself in the child.
+    """
+
+    __slots__ = ("_idle", "_lock", "_pid", "_pool")
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._idle: list[Any] = []
+
+    def call(self, *args: str | int | float) -> Any:
+        """Send one command and return its raw reply (RESP2: HGETALL answers a flat list)."""
+        if self._pid != os.getpid():
+            self._forked()
+        # hiredis packs in C what the connection's packer would first walk in Python; both
+        # write a float as its repr, which reads back as the same float.
+        packed = [_pack_command(args)] if _pack_command is not None else None
+        idle = self._idle
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = self._pool.get_connection(*_CHECKOUT_ARGS)
+        try:
+            try:
+                conn.send_packed_command(packed or conn.pack_command(*args))
+                return conn.read_response()
+            except RedisConnectionError:
+                conn.disconnect()  # the next send connects anew
+                conn.send_packed_command(packed or conn.pack_command(*args))
+                return conn.read_response()
+        except ResponseError:
+            raise  # an error reply was read whole: the connection is still in step
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            idle.append(conn)
+
+    def hgetall(self, key: str) -> dict[str, str]:
+        """``HGETALL`` as a dict, whichever protocol the connections speak."""
+        reply = self.call("HGETALL", key)
+        if type(reply) is list:  # RESP2: field, value, field, value...
+            pairs = iter(reply)
+            return dict(zip(pairs, pairs, strict=True))
+        return cast("dict[str, str]", reply)  # RESP3 (protocol=3) answers a map
+
+    def run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run ``script`` on this server, as :meth:`Script.run` does through redis-py."""
+        try:
+            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return self.call("EVAL", script.text, len(keys), *keys, *args)
+
+    def _forked(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._idle = []  # the parent's sockets: never written to by this process
+                self._pid = os.getpid()
+
+    def close(self) -> None:
+        """Hand the idle connections back to the pool (which the client then disconnects)."""
+        idle, self._idle = self._idle, []
+        if self._pid == os.getpid():
+            for conn in idle:
+                self._pool.release(conn)
