@@ -16,18 +16,9 @@ key itself, picks the key to try: the first secret seals, every secret opens, an
 with a key we do not hold is refused before any decryption.  The version and hint are associated
 data, authenticated with the rest.
 
-The payload is UTF-8 text: a compact JSON head, then the session's keys and encoded values,
-each preceded by a NUL::
-
-    ["<id>",<created>,<accessed>,<expires>,<user or null>,<data>,<generation>] NUL k1 NUL v1 ...
-
-Times are integer milliseconds (short, and of steady length); the generation is the user's
-revocation generation.  ``<data>`` is the number of key/value pairs that follow; or null when
-the values were spilled to a server store; or, when some key or value itself holds a NUL, the
-values as a JSON object inside the head (JSON escapes NUL, so the head never holds one).  The
-values travel as they are, not as JSON strings inside JSON: no escaping to do or undo, and no
-bytes lost to it.  Nothing is compressed: compressing attacker-chosen values next to secret ones
-would leak through the token's length.
+The payload (the session's id, times, user, revocation generation and values) is laid out and
+read back by :mod:`satchel.stores._cookie_payload`.  Nothing is compressed: compressing
+attacker-chosen values next to secret ones would leak through the token's length.
 """
 
 from __future__ import annotations
@@ -37,22 +28,19 @@ import binascii
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import os
 import re
 import sys
 import time
 from collections.abc import Iterator
-from itertools import chain
-from json.scanner import make_scanner
 from typing import Any, Protocol
 from urllib.parse import SplitResult
 
 from ..errors import ConfigurationError, SessionTooLarge
-from ..ids import is_valid_id
 from ..keys import Secret, SecretLike
 from ..record import Changes, SessionMeta, SessionRecord
+from ._cookie_payload import build_payload, parse_payload
 from .base import BaseStore, Store, is_client_side, url_options
 
 __all__ = ["COOKIE_LIMIT", "CookieStore", "Revocations", "StoreRevocations", "from_url"]
@@ -85,12 +73,6 @@ else:  # pragma: no cover - Python 3.10: no strict mode, so the alphabet is matc
             raise binascii.Error("not base64")
         return binascii.a2b_base64(data)
 
-_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_encode_str = json.encoder.encode_basestring  # str -> JSON string, in C
-_flatten = chain.from_iterable
-# The scanner behind json.loads, called directly: the head is compact JSON with nothing around
-# it, so the encoding detection and whitespace skipping of json.loads have nothing to do.
-_scan_json = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # (typeshed: any context)
 #: how long a revocation generation is kept; it outlives any cookie that could still be replayed.
 REVOCATION_TTL = 10 * 365 * 86400.0
 
@@ -222,7 +204,7 @@ class CookieStore(BaseStore):
         plaintext = self._unseal(token)
         if plaintext is None:
             return None
-        fields = _parse(plaintext)
+        fields = parse_payload(plaintext)
         if fields is None:
             security_log.warning("refused a session cookie: authentic but unreadable payload")
             return None
@@ -253,21 +235,13 @@ class CookieStore(BaseStore):
         user = meta.user
         revocation = self._revocation
         generation = revocation.generation(user) if user is not None and revocation else 0
-        # The head, less its data field and closing bracket: every part of it is JSON already.
-        head = (f"[{_encode_str(sid)},{round(meta.created * 1000)},"
-                f"{round(meta.accessed * 1000)},{round(meta.expires * 1000)},"
-                f"{'null' if user is None else _encode_str(user)},")
-        pairs = len(data)
-        payload = "\x00".join(chain((f"{head}{pairs},{generation}]",), _flatten(data.items())))
-        if payload.count("\x00") != 2 * pairs:  # a key or value holds a NUL: data in the head
-            payload = f"{head}{_encode_json(data)},{generation}]"
-        token = self._seal(payload.encode("utf-8"))
+        token = self._seal(build_payload(sid, data, meta, generation))
         size = overhead + len(token)
         if size <= self.limit:
             return token
         if self._spill is not None:
             self._spill.save(sid, Changes(set=data, cleared=True), meta)
-            token = self._seal(f"{head}null,{generation}]".encode())
+            token = self._seal(build_payload(sid, None, meta, generation))
             if overhead + len(token) <= self.limit:
                 return token
             size = overhead + len(token)
@@ -419,43 +393,6 @@ def _aeads(mode: str, keys: tuple[bytes, ...]) -> tuple[tuple[Any, ...], type[Ex
         ) from None
     cipher = AESGCM if mode == "aes-gcm" else ChaCha20Poly1305
     return tuple(cipher(key) for key in keys), InvalidTag
-
-
-_Fields = tuple[str, float, float, float, str | None, dict[str, str] | None, int]
-
-
-_STR = {str}
-
-
-def _parse(plaintext: bytes) -> _Fields | None:
-    """The payload's fields, checked for shape; None when they are not what we seal."""
-    try:
-        parts = plaintext.decode("utf-8").split("\x00")
-        rest = iter(parts)
-        head = next(rest)
-        fields, end = _scan_json(head, 0)
-    except (ValueError, StopIteration, RecursionError):
-        return None
-    if end != len(head) or type(fields) is not list or len(fields) != 7:
-        return None
-    sid, created, accessed, expires, user, data, generation = fields
-    if not is_valid_id(sid) or type(generation) is not int:
-        return None
-    if not (type(created) is int and type(accessed) is int and type(expires) is int):
-        return None
-    if user is not None and type(user) is not str:
-        return None
-    if type(data) is int:  # that many key/value pairs follow the head
-        if len(parts) != 2 * data + 1:  # also refuses a negative count
-            return None
-        data = dict(zip(rest, rest, strict=False))  # pairs of one iterator
-        if len(data) != len(parts) // 2:  # a key twice
-            return None
-    elif len(parts) != 1 or not (  # null (spilled) or an object of texts: nothing follows
-        data is None or (type(data) is dict and set(map(type, data.values())) <= _STR)
-    ):
-        return None
-    return sid, created / 1000, accessed / 1000, expires / 1000, user, data, generation
 
 
 def from_url(parsed: SplitResult, **options: Any) -> CookieStore:

@@ -1,9 +1,9 @@
 """MemcachedStore: sessions as memcached items, merged with gets/cas, expired by memcached itself.
 
 One session is one item, ``prefix + sid``, holding the encoded values and the
-created/accessed/expires/user fields (the item format is described at :func:`_encode`).  A save
-reads the item with ``gets``, applies the changes in Python and writes it back with ``cas``; if
-another request wrote in between, it reads and merges again (a bounded number of times, then
+created/accessed/expires/user fields (the item formats are :mod:`satchel.stores._memcache_item`'s).
+A save reads the item with ``gets``, applies the changes in Python and writes it back with ``cas``;
+if another request wrote in between, it reads and merges again (a bounded number of times, then
 ``SessionConflict``).  That is two round trips per save, the honest price of merging on a server
 that has no per-key update of a value.  A load is one ``get``; a request that never touches its
 session sends nothing.  A touch is also gets/cas (the access and expiry times live inside the
@@ -44,24 +44,17 @@ lives on exactly one server, and an unreachable server makes its sessions raise
 ``StoreUnavailable`` rather than silently moving them elsewhere.
 
 The protocol is pymemcache's: each command is a call on a plain pymemcache ``Client`` taken from
-a short list of idle ones (see :class:`_Clients`), which skips the lock and context manager its
-``PooledClient`` costs per call while keeping the bounds it gave.
+a short list of idle ones (see :mod:`satchel.stores._memcache_wire`), which skips the lock and
+context manager its ``PooledClient`` costs per call while keeping the bounds it gave.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import math
 import os
 import random
-import socket
-import struct
-import sys
-import threading
 import time
-import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 from urllib.parse import SplitResult
@@ -84,6 +77,8 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..record import Changes, SessionMeta, SessionRecord
+from ._memcache_item import decode_index, decode_item, encode_index, encode_item
+from ._memcache_wire import Clients, Server
 from .base import BaseStore, url_options
 
 __all__ = ["MemcachedStore", "from_url"]
@@ -100,143 +95,8 @@ INDEX_GRACE = 300.0
 EMPTY_INDEX_TTL = 3600
 DEFAULT_PORT = 11211
 
-Server = tuple[str, int]
-
-log = logging.getLogger("satchel")
-
 #: what a pooled connection closed by the server while idle raises on its next use
 _STALE = (MemcacheUnexpectedCloseError, BrokenPipeError, ConnectionResetError)
-
-
-class _TimedSockets(types.ModuleType):
-    """The ``socket`` module as pymemcache's ``socket_module``, making sockets whose operation
-    timeout the kernel enforces (``SO_RCVTIMEO``/``SO_SNDTIMEO``).
-
-    Python enforces its own socket timeout by ``poll()`` before every ``send`` and ``recv``:
-    two more system calls per command, about 1.5 µs of a 20 µs loopback round trip.  These
-    sockets are left blocking by pymemcache (its ``timeout`` is None) and the kernel bounds
-    each ``send`` and ``recv`` instead; one that runs out fails with ``EAGAIN``
-    (``BlockingIOError``), which the store reports as ``StoreTimeout``.  The connect timeout is
-    still Python's (pymemcache sets it around ``connect``).
-    """
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__("socket")
-        # At least 1 µs: a zero timeval would mean no timeout at all.
-        seconds, micros = divmod(max(1, math.ceil(timeout * 1e6)), 1_000_000)
-        self._timeval = struct.pack("ll", seconds, micros)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(socket, name)
-
-    def socket(self, family: int = -1, type: int = -1, proto: int = -1) -> socket.socket:
-        sock = socket.socket(family, type, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._timeval)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._timeval)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-
-#: where ``SO_RCVTIMEO`` takes a ``struct timeval`` (Windows takes milliseconds: there,
-#: Python's own socket timeout serves)
-KERNEL_TIMEOUTS = sys.platform != "win32" and hasattr(socket, "SO_RCVTIMEO")
-
-
-class _Client(Client):  # type: ignore[misc]  # pymemcache is untyped
-    """pymemcache's ``Client``, with a quicker path through its key check for the keys this
-    store builds (printable ASCII without spaces, at most 250 bytes: nothing memcached's text
-    protocol could misread).  Any other key gets pymemcache's own check, and its error."""
-
-    def check_key(self, key: Any, key_prefix: bytes) -> bytes:
-        if (type(key) is str and not key_prefix and len(key) <= 250 and key.isascii()
-                and key.isprintable() and " " not in key):
-            return key.encode()
-        return super().check_key(key, key_prefix)  # type: ignore[no-any-return]
-
-
-class _Clients:
-    """The idle pymemcache ``Client`` objects of one server, shared by threads without a lock.
-
-    ``PooledClient`` takes a lock and enters a context manager to check a client out and in on
-    every call.  Here ``idle.pop()`` and ``idle.append()`` (atomic) hand a client to one thread
-    at a time; the lock is taken only to make a client or to wait for one:
-
-    * At most ``limit`` clients are ever made; when all are busy a caller waits up to
-      ``timeout`` for one to come back, then gets ``StoreTimeout``.
-    * A client makes its own socket, with the connect and operation timeouts, on first use and
-      after any failure (pymemcache closes it then, and so does :meth:`MemcachedStore._run` for
-      whatever pymemcache does not catch): a client goes back on the list with no reply pending.
-    * A waiter counts itself (``waiting``) before it looks at the list, and whoever gives a
-      client back looks at the count after the append: either the waiter finds the client, or
-      it is counted and notified (:meth:`given`).
-    * Fork safety is the store's: a child drops its parent's lists (see ``_forked``).
-    """
-
-    __slots__ = ("_cond", "_limit", "_made", "_options", "_server", "_timeout", "closed", "idle",
-                 "name", "waiting")
-
-    def __init__(self, name: str, server: Server, limit: int, timeout: float,
-                 connect_timeout: float) -> None:
-        self.name = name
-        self.closed = False
-        self.idle: list[Any] = []
-        self.waiting = 0
-        self._server = server
-        self._limit = limit
-        self._timeout = timeout
-        self._options: dict[str, Any] = {
-            "connect_timeout": connect_timeout, "timeout": timeout, "no_delay": True,
-            "default_noreply": False,
-        }
-        if KERNEL_TIMEOUTS:
-            self._options.update(timeout=None, socket_module=_TimedSockets(timeout))
-        self._made = 0
-        self._cond = threading.Condition(threading.Lock())
-
-    def take(self) -> Any:
-        """An idle client, a new one while fewer than ``limit`` exist, or one given back within
-        ``timeout``."""
-        with self._cond:
-            self.waiting += 1
-            try:
-                deadline = time.monotonic() + self._timeout
-                while True:
-                    try:
-                        return self.idle.pop()
-                    except IndexError:
-                        pass
-                    if self._made < self._limit:
-                        self._made += 1
-                        return _Client(self._server, **self._options)
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise StoreTimeout(
-                            f"memcached {self.name}: no free connection within {self._timeout} "
-                            f"s (max_pool_size={self._limit})")
-                    self._cond.wait(remaining)
-            finally:
-                self.waiting -= 1
-
-    def given(self) -> None:
-        """After a client went back on ``idle`` while someone waits or the list is closed."""
-        if self.closed:
-            self.close()
-        else:
-            with self._cond:
-                self._cond.notify()
-
-    def close(self) -> None:
-        """Close the idle clients, and from now on those given back."""
-        self.closed = True
-        idle = self.idle
-        while idle:
-            try:
-                idle.pop().close()
-            except IndexError:  # taken meanwhile
-                break
 
 
 class MemcachedStore(BaseStore):
@@ -293,16 +153,16 @@ class MemcachedStore(BaseStore):
         self._hash = RendezvousHash(list(self._names))
         self._closed = False
         self._pid = os.getpid()
-        self._pools: dict[str, _Clients] = {}
+        self._pools: dict[str, Clients] = {}
         #: the one server's clients when there is one server (no hashing), else None
-        self._single: _Clients | None = None
+        self._single: Clients | None = None
         self._open_pools()
 
     # -- connections --------------------------------------------------------------------------
 
     def _open_pools(self) -> None:
         """Fresh, empty client lists (no socket is opened before a command needs one)."""
-        pools = {name: _Clients(name, server, self.max_pool_size, self.timeout,
+        pools = {name: Clients(name, server, self.max_pool_size, self.timeout,
                                 self.connect_timeout)
                  for name, server in zip(self._names, self.servers, strict=True)}
         self._pools = pools
@@ -408,7 +268,7 @@ class MemcachedStore(BaseStore):
 
     def load(self, sid: str) -> SessionRecord | None:
         key = self.prefix + sid
-        record = _decode(self._run(key, "get", Client.get, key))
+        record = decode_item(self._run(key, "get", Client.get, key))
         if record is None or record.expires <= time.time():
             return None
         return record
@@ -418,13 +278,13 @@ class MemcachedStore(BaseStore):
         indexed = False
         for attempt in range(self.cas_retries):
             raw, cas = self._gets(key)
-            stored = _decode(raw)
+            stored = decode_item(raw)
             if stored is not None and stored.expires <= time.time():
                 stored = None  # dead but not yet dropped: overwrite it, never merge into it
             if stored is None and not changes.create:
                 return False
             data = changes.apply({} if stored is None else stored.data)
-            payload = _encode(data, meta.created, meta.accessed, meta.expires, meta.user)
+            payload = encode_item(data, meta.created, meta.accessed, meta.expires, meta.user)
             self._check_size(key, payload)
             new_user = stored is None or stored.user != meta.user
             if meta.user is not None and new_user and not indexed:
@@ -446,12 +306,12 @@ class MemcachedStore(BaseStore):
         key = self._key(sid)
         for attempt in range(self.cas_retries):
             raw, cas = self._gets(key)
-            stored = _decode(raw)
+            stored = decode_item(raw)
             if stored is None or stored.expires <= time.time():
                 return False
             capped = expires if lifetime is None else min(expires, stored.created + lifetime)
             data = changes.apply(stored.data)
-            payload = _encode(data, stored.created, accessed, capped, stored.user)
+            payload = encode_item(data, stored.created, accessed, capped, stored.user)
             self._check_size(key, payload)
             if self._write(key, payload, cas, _expire(capped)):
                 return True
@@ -465,10 +325,10 @@ class MemcachedStore(BaseStore):
         key = self._key(sid)
         for attempt in range(self.cas_retries):
             raw, cas = self._gets(key)
-            stored = _decode(raw)
+            stored = decode_item(raw)
             if stored is None or stored.expires <= time.time():
                 return False
-            payload = _encode(stored.data, stored.created, accessed, expires, stored.user)
+            payload = encode_item(stored.data, stored.created, accessed, expires, stored.user)
             if self._write(key, payload, cas, _expire(expires)):
                 return True
             _backoff(attempt)
@@ -494,7 +354,7 @@ class MemcachedStore(BaseStore):
         raw = self._get(self._user_key(user))
         if raw is None:
             return []
-        sids = list(_decode_index(raw))
+        sids = list(decode_index(raw))
         live = self._live_of(user, sids)
         return [sid for sid in sids if sid in live]
 
@@ -533,7 +393,7 @@ class MemcachedStore(BaseStore):
         found = self._get_many([self._key(sid) for sid in sids])
         live = set()
         for sid in sids:
-            record = _decode(found.get(self._key(sid)))
+            record = decode_item(found.get(self._key(sid)))
             if record is not None and record.user == user and record.expires > now:
                 live.add(sid)
         return live
@@ -544,7 +404,7 @@ class MemcachedStore(BaseStore):
         key = self._user_key(user)
         for attempt in range(self.cas_retries):
             raw, cas = self._gets(key)
-            entries = _decode_index(raw) if raw is not None else {}
+            entries = decode_index(raw) if raw is not None else {}
             if add is None and raw is None:
                 return
             now = time.time()
@@ -555,7 +415,7 @@ class MemcachedStore(BaseStore):
                 kept[add] = now  # young again: its session is about to be (re)written
             elif kept == entries:
                 return
-            payload = json.dumps(kept, separators=(",", ":")).encode()
+            payload = encode_index(kept)
             # An empty index is written, not deleted (memcached's delete takes no CAS, so it
             # could drop a concurrent login), and left to expire unless a login refills it.
             expire = 0 if kept else EMPTY_INDEX_TTL
@@ -574,82 +434,6 @@ def _describe(exc: BaseException) -> str:
     else:
         detail = str(exc)
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-
-
-#: an item's head: the format mark (1), then created, accessed and expires as little-endian
-#: IEEE doubles (read back exactly, with no float parsing)
-_HEAD = struct.Struct("<Bddd")
-_NUL = "\x00"
-
-
-def _encode(data: dict[str, str], created: float, accessed: float, expires: float,
-            user: str | None) -> bytes:
-    """A session item: the head (:data:`_HEAD`), then UTF-8 fields separated by NUL.
-
-    ``head user NUL key NUL value NUL key NUL value...``, the user being ``-`` for none or
-    ``+`` and the name.  Unpacking the head and splitting the rest reads a record in half the
-    time ``json.loads`` takes.  A key, value or user holding a NUL itself is written as a JSON
-    object instead (the format items had before), which :func:`_decode` also reads.
-    """
-    fields = ["-" if user is None else "+" + user]
-    for key, value in data.items():
-        fields += (key, value)
-    text = _NUL.join(fields)
-    if text.count(_NUL) == len(fields) - 1:
-        return _HEAD.pack(1, created, accessed, expires) + text.encode()
-    record = {"d": data, "c": created, "a": accessed, "e": expires, "u": user}
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _decode(raw: bytes | None) -> SessionRecord | None:
-    """The record an item holds; None for no item, and for an item that does not parse."""
-    if raw is None:
-        return None
-    try:
-        mark, created, accessed, expires = _HEAD.unpack_from(raw)
-        if mark != 1:
-            if raw[:1] == b"{":
-                return _decode_json(raw)
-            _corrupt()
-        fields = raw[_HEAD.size:].decode().split(_NUL)
-        if not len(fields) & 1:  # the user, then key, value, key, value...
-            _corrupt()
-        pairs = iter(fields)
-        who = next(pairs)
-        user = None if who == "-" else who[1:] if who[:1] == "+" else _corrupt()
-        data = dict(zip(pairs, pairs, strict=False))  # even by the count checked above
-        return SessionRecord(data, created, accessed, expires, user)
-    # UnicodeDecodeError is a ValueError; struct.error: shorter than a head
-    except (ValueError, TypeError, KeyError, IndexError, struct.error):
-        log.warning("memcached session item unreadable; treated as absent")
-        return None
-
-
-def _corrupt() -> NoReturn:
-    raise ValueError("not a session item")
-
-
-def _decode_json(raw: bytes) -> SessionRecord:
-    fields = json.loads(raw)
-    data, user = fields["d"], fields["u"]
-    if not isinstance(data, dict) or not all(type(v) is str for v in data.values()) \
-            or not (user is None or type(user) is str):
-        raise TypeError("not a session item")
-    return SessionRecord(data, float(fields["c"]), float(fields["a"]), float(fields["e"]), user)
-
-
-def _decode_index(raw: bytes) -> dict[str, float]:
-    """A user's index; an unreadable one is empty (it is rewritten whole on the next login)."""
-    try:
-        entries = json.loads(raw)
-        if isinstance(entries, dict) and all(
-                type(sid) is str and isinstance(added, (int, float))
-                for sid, added in entries.items()):
-            return entries
-    except ValueError:
-        pass
-    log.warning("memcached user index unreadable; treated as empty")
-    return {}
 
 
 def _expire(expires: float) -> int:
