@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
@@ -147,68 +147,47 @@ class SQLiteStore(BaseStore):
         return SessionRecord(data, created, accessed, expires, user)
 
     def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
-        conn = self._acquire()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        def work(conn: sqlite3.Connection) -> bool:
             fresh = conn.execute(
                 UPDATE_LIVE,
                 (meta.created, meta.accessed, meta.expires, meta.user, sid, time.time()),
             ).rowcount == 0
             if fresh:  # absent, or expired: either way, not a live session
                 if not changes.create:
-                    return self._rollback(conn)
+                    return False
                 conn.execute(DELETE_VALUES, (sid,))  # an expired record's keys do not carry over
                 conn.execute(INSERT, (meta.created, meta.accessed, meta.expires, meta.user, sid))
             _apply(conn, sid, changes, fresh)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._failed(conn, exc) from exc
-        except BaseException:
-            self._discard(conn)
-            raise
-        self._release(conn)
-        return True
+            return True
+
+        return self._transaction(work)
 
     def update(self, sid: str, changes: Changes, accessed: float, expires: float,
                lifetime: float | None) -> bool:
-        # One short transaction: the times move only on a live row, then its values change.
+        # The times move only on a live row, then its values change.
         params: tuple[Any, ...]
         if lifetime is None:
             sql, params = TOUCH, (accessed, expires, sid, time.time())
         else:
             sql, params = TOUCH_CAPPED, (accessed, expires, lifetime, sid, time.time())
-        conn = self._acquire()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+
+        def work(conn: sqlite3.Connection) -> bool:
             if conn.execute(sql, params).rowcount == 0:
-                return self._rollback(conn)
+                return False
             _apply(conn, sid, changes)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._failed(conn, exc) from exc
-        except BaseException:
-            self._discard(conn)
-            raise
-        self._release(conn)
-        return True
+            return True
+
+        return self._transaction(work)
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         return self._write(TOUCH, (accessed, expires, sid, time.time())) > 0
 
     def delete(self, sid: str) -> bool:
-        conn = self._acquire()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        def work(conn: sqlite3.Connection) -> bool:
             conn.execute(DELETE_VALUES, (sid,))
-            found = conn.execute(DELETE_SESSION, (sid,)).rowcount > 0
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._failed(conn, exc) from exc
-        except BaseException:
-            self._discard(conn)
-            raise
-        self._release(conn)
-        return found
+            return bool(conn.execute(DELETE_SESSION, (sid,)).rowcount > 0)
+
+        return self._transaction(work)
 
     def exists(self, sid: str) -> bool:
         return bool(self._query(EXISTS, (sid, time.time())))
@@ -336,11 +315,22 @@ class SQLiteStore(BaseStore):
         self._discard(conn)
         return _error(exc, self.path)
 
-    def _rollback(self, conn: sqlite3.Connection) -> bool:
-        """End a write that found no live session: nothing was written; False."""
-        conn.execute("ROLLBACK")
+    def _transaction(self, work: Callable[[sqlite3.Connection], bool]) -> bool:
+        """Run ``work`` in one short write transaction (``BEGIN IMMEDIATE``) on a pooled
+        connection: committed when it returns True, rolled back (nothing written) when False.
+        Any failure rolls back and drops the connection."""
+        conn = self._acquire()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            done = work(conn)
+            conn.execute("COMMIT" if done else "ROLLBACK")
+        except sqlite3.Error as exc:
+            raise self._failed(conn, exc) from exc
+        except BaseException:
+            self._discard(conn)
+            raise
         self._release(conn)
-        return False
+        return done
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         conn = self._acquire()
