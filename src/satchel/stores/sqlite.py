@@ -196,24 +196,19 @@ class SQLiteStore(BaseStore):
         """Remove expired records in batches, found through the expiry index; return how many."""
         moment = now_or(now)
         removed = 0
-        conn = self._acquire()
-        try:
-            while True:
-                conn.execute("BEGIN IMMEDIATE")
-                batch = conn.execute(EXPIRED, (moment, _PURGE_BATCH)).fetchall()
+        while True:  # one short transaction per batch: writers never wait long
+            batch: list[Any] = []
+
+            def work(conn: sqlite3.Connection, batch: list[Any] = batch) -> bool:
+                batch.extend(conn.execute(EXPIRED, (moment, _PURGE_BATCH)).fetchall())
                 conn.executemany(DELETE_VALUES, batch)
                 conn.executemany(DELETE_SESSION, batch)
-                conn.execute("COMMIT")
-                removed += len(batch)
-                if len(batch) < _PURGE_BATCH:
-                    break
-        except sqlite3.Error as exc:
-            raise self._failed(conn, exc) from exc
-        except BaseException:
-            self._discard(conn)
-            raise
-        self._release(conn)
-        return removed
+                return True
+
+            self._transaction(work)
+            removed += len(batch)
+            if len(batch) < _PURGE_BATCH:
+                return removed
 
     def count(self) -> int:
         return int(self._query(COUNT, (time.time(),))[0][0])
