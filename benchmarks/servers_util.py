@@ -3,16 +3,19 @@
 One :class:`Backend` per engine owns a private server process (the test suite's classes in
 ``tests/servers``: free loopback port, temporary directory, stopped by its pid), the URL satchel
 opens on it, the Beaker options that point ``ext:redis``/``ext:memcached``/``ext:database`` at
-the *same* server, and a counter of the round trips an action costs, read from the server
-itself (so nothing is assumed about either client):
+the *same* server, and a counter of the round trips an action costs, read from the server or
+the wire (so nothing is assumed about either client):
 
 * Redis: ``MONITOR`` (top-level commands; those a Lua script runs are listed apart);
-* memcached: the ``stats`` command counters;
+* memcached: a relay in front of the server (``tests/servers/relay.py``) counting each wait for
+  a reply, since memcached's ``stats`` count commands and a client may send two in one packet;
 * PostgreSQL: the server's statement log, switched on only while counting;
 * MySQL/MariaDB: ``SHOW GLOBAL STATUS LIKE 'Questions'`` deltas.
 
 Each counter is calibrated with an empty action, so the counting machinery's own statements
-never show up in a figure.  The timed runs happen with statement logging off.
+never show up in a figure.  The timed runs happen with statement logging off and never pass
+through the relay: a backend that counts at one names, in :attr:`Backend.counting_url` and
+:attr:`Backend.counting_beaker_options`, where the apps built only for counting connect.
 """
 
 from __future__ import annotations
@@ -74,6 +77,16 @@ class Backend:
     def beaker_options(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    @property
+    def counting_url(self) -> str | None:
+        """Where a satchel store built only for counting connects; None: count the timed apps."""
+        return None
+
+    @property
+    def counting_beaker_options(self) -> dict[str, Any] | None:
+        """Beaker's options for an app built only for counting; None: count the timed app."""
+        return None
+
     def count(self, action: Callable[[], object]) -> int:
         """The round trips ``action`` sends to the server, less the counter's own."""
         raise NotImplementedError
@@ -117,14 +130,32 @@ class RedisBackend(Backend):
 
 
 class MemcachedBackend(Backend):
+    """Counted at a relay: satchel's store may send ``touch ... noreply`` and ``append`` in one
+    packet, two commands for ``stats`` but one wait for the server."""
+
     name = "memcached"
     beaker_type = "ext:memcached"
-    unit = "commands (stats)"
+    unit = "round trips (relay)"
+
+    def __init__(self) -> None:
+        from tests.servers.relay import Relay
+
+        super().__init__()
+        self.relay = Relay(self.server.port)
 
     def make_server(self) -> ServerProcess:
         from tests.servers.memcached import MemcachedServer
 
         return MemcachedServer()
+
+    def after_start(self) -> None:
+        self.relay.start()
+
+    def stop(self) -> None:
+        try:
+            self.relay.stop()
+        finally:
+            super().stop()
 
     @property
     def satchel_url(self) -> str:
@@ -137,14 +168,16 @@ class MemcachedBackend(Backend):
                 "session.memcache_module": "memcache",
                 "session.lock_dir": str(self.tmp / "beaker-locks")}
 
-    def count(self, action: Callable[[], object]) -> int:
-        from tests.servers.memcached import MemcachedServer
+    @property
+    def counting_url(self) -> str:
+        return f"memcached://{self.relay.host_port}"
 
-        server = self.server
-        assert isinstance(server, MemcachedServer)
-        before = server.commands()
-        action()
-        return server.commands() - before - self.baseline
+    @property
+    def counting_beaker_options(self) -> dict[str, Any]:
+        return {**self.beaker_options, "session.url": self.relay.host_port}
+
+    def count(self, action: Callable[[], object]) -> int:
+        return self.relay.count(action) - self.baseline
 
     def pinger(self) -> tuple[Callable[[], object], Callable[[], None]]:
         from pymemcache.client.base import Client
