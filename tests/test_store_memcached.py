@@ -10,6 +10,7 @@ import json
 import math
 import os
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -18,17 +19,21 @@ from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheIllegalInputError
 
 import satchel
 from satchel import Changes, SessionMeta
 from satchel.ids import new_id
+from satchel.stores._memcache_item import encode_base, encode_delta, parse_item
 from satchel.stores.memcached import MemcachedStore, parse_servers
 
 from .contract import HOUR, StoreContract, meta, put
 from .servers import LOOPBACK, wait_until
 from .servers.memcached import MemcachedServer
+from .servers.relay import Relay
 
 DAY = 86400.0
 
@@ -49,7 +54,8 @@ def fresh_prefix() -> str:
 
 @pytest.fixture
 def store(server: MemcachedServer) -> Iterator[MemcachedStore]:
-    st = MemcachedStore(f"{LOOPBACK}:{server.port}", prefix=fresh_prefix())
+    # No folding at random: every write appends, so that commands can be counted exactly.
+    st = MemcachedStore(f"{LOOPBACK}:{server.port}", prefix=fresh_prefix(), compact_every=0)
     try:
         yield st
     finally:
@@ -61,11 +67,13 @@ def raw_client(server: MemcachedServer) -> Client:
 
 
 class TestMemcachedStore(StoreContract):
-    @pytest.fixture
-    def store(self, server: MemcachedServer) -> Iterator[MemcachedStore]:
+    #: every write appends (0), every write rewrites the item whole (1), or a mix (the default)
+    @pytest.fixture(params=[0, 1, 32], ids=["append", "rewrite", "mixed"])
+    def store(self, server: MemcachedServer,
+              request: pytest.FixtureRequest) -> Iterator[MemcachedStore]:
         prefix = fresh_prefix()
-        self._spec = (server.url, {"prefix": prefix})
-        with satchel.open_store(server.url, prefix=prefix) as st:
+        self._spec = (server.url, {"prefix": prefix, "compact_every": request.param})
+        with satchel.open_store(server.url, prefix=prefix, compact_every=request.param) as st:
             assert isinstance(st, MemcachedStore)
             yield st
 
@@ -86,26 +94,29 @@ def counted(server: MemcachedServer, action: Callable[[], object]) -> int:
 def test_round_trips_of_each_operation(server: MemcachedServer, store: MemcachedStore) -> None:
     sid = new_id()
     before = server.stats()
-    assert counted(server, lambda: put(store, sid, {"a": "1"})) == 2  # gets + add
-    assert counted(server, lambda: store.load(sid)) == 1  # get
+    assert counted(server, lambda: put(store, sid, {"a": "1"})) == 1  # add
+    assert counted(server, lambda: store.load(sid)) == 1  # gets
+    # touch (no reply awaited) + append, in one packet
     assert counted(server, lambda: store.save(sid, Changes(set={"b": "2"}, create=False),
-                                              meta())) == 2  # gets + cas
+                                              meta())) == 2
     assert counted(server, lambda: store.touch(sid, time.time(), time.time() + HOUR)) == 2
     assert counted(server, lambda: store.exists(sid)) == 1
     assert counted(server, lambda: store.delete(sid)) == 1
     assert counted(server, lambda: store.purge()) == 0
     after = server.stats()
-    assert after["cas_hits"] - before["cas_hits"] == 2
-    assert after["cas_badval"] == before["cas_badval"]
+    assert after["cmd_touch"] - before["cmd_touch"] == 2
+    assert after["cas_hits"] == before["cas_hits"]
 
 
 def test_login_costs_the_index_once(server: MemcachedServer, store: MemcachedStore) -> None:
     sid = new_id()
-    # gets session, gets index, add index, add session
-    assert counted(server, lambda: put(store, sid, {"a": "1"}, user="ana")) == 4
-    # same user again: no index write
-    assert counted(server, lambda: store.save(sid, Changes(set={"b": "1"}, create=False),
-                                              meta(user="ana"))) == 2
+    # gets index, add index, add session
+    assert counted(server, lambda: put(store, sid, {"a": "1"}, user="ana")) == 3
+    # same user again: no index write, only touch + append
+    assert counted(server, lambda: store.save(
+        sid, Changes(set={"b": "1"}, create=False, user_changed=False), meta(user="ana"))) == 2
+    record = store.load(sid)
+    assert record is not None and record.user == "ana" and record.data == {"a": "1", "b": "1"}
     assert counted(server, lambda: store.user_sessions("ana")) == 2  # index + sessions
 
 
@@ -137,16 +148,34 @@ def session_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"ok"]
 
 
-def test_round_trips_through_the_middleware(server: MemcachedServer,
-                                            store: MemcachedStore) -> None:
-    app = satchel.SessionMiddleware(session_app, store=store, touch_interval=3600)
-    status, headers = call(app, path="/write")
-    assert status == "200 OK"
-    cookie = headers["Set-Cookie"].split(";")[0]
-    assert counted(server, lambda: call(app, cookie, "/untouched")) == 0
-    assert counted(server, lambda: call(app, None, "/untouched")) == 0
-    assert counted(server, lambda: call(app, cookie, "/read")) == 1
-    assert counted(server, lambda: call(app, cookie, "/write")) == 3  # get, gets, cas
+def blind_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    environ["satchel.session"]["seen"] = environ["PATH_INFO"]  # assigned, never read
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def test_round_trips_through_the_middleware(server: MemcachedServer) -> None:
+    """Counted at the wire: commands sent together in one packet are one round trip."""
+    with Relay(server.port) as relay, \
+            MemcachedStore(relay.host_port, prefix=fresh_prefix(), compact_every=0) as store:
+        app = satchel.SessionMiddleware(session_app, store=store, touch_interval=3600)
+        status, headers = call(app, path="/write")
+        assert status == "200 OK"
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert relay.count(lambda: call(app, cookie, "/untouched")) == 0
+        assert relay.count(lambda: call(app, None, "/untouched")) == 0
+        assert relay.count(lambda: call(app, cookie, "/read")) == 1  # gets
+        assert relay.count(lambda: call(app, cookie, "/write")) == 2  # gets; touch + append
+        blind = satchel.SessionMiddleware(blind_app, store=store)
+        commands = server.commands()
+        assert relay.count(lambda: call(blind, cookie, "/blind")) == 1  # touch + append
+        assert server.commands() - commands == 2
+        # Writing a new session is one add; touching an old one is one more append.
+        assert relay.count(lambda: call(app, None, "/write")) == 1
+        toucher = satchel.SessionMiddleware(session_app, store=store, touch_interval=0)
+        assert relay.count(lambda: call(toucher, cookie, "/read")) == 2  # gets; touch + append
+        record = store.load(cookie.split("=", 1)[1])
+        assert record is not None and record.data["seen"] == '"/blind"'
 
 
 # -- limits --------------------------------------------------------------------------------------
@@ -161,7 +190,7 @@ def test_oversized_session_raises_before_sending(server: MemcachedServer,
             as caught:
         store.save(sid, Changes(set={"big": big}), meta())
     assert caught.value.size > caught.value.limit == 1024 * 1024
-    assert server.commands() - before == 1  # the gets; no write was attempted
+    assert server.commands() - before == 0  # refused before anything was sent
     assert store.load(sid) is None
     # Just under the limit is kept: the check does not cut below what memcached accepts.
     nearly = '"' + "y" * (1024 * 1024 - 400) + '"'
@@ -326,7 +355,7 @@ def test_nul_in_a_key_or_value_falls_back_to_json(server: MemcachedServer,
     put(store, sid, {"a\x00b": '"1"', "c": '"d\x00e"'}, user="u\x00v")
     raw = raw_client(server)
     try:
-        assert raw.get(store.prefix + sid)[:1] == b"{"
+        assert raw.get(store.prefix + sid)[1] & 8  # the frame's body is a JSON array
     finally:
         raw.close()
     record = store.load(sid)
@@ -337,28 +366,32 @@ def test_nul_in_a_key_or_value_falls_back_to_json(server: MemcachedServer,
     assert record is not None and record.data == {"a\x00b": '"1"', "c": '"d\x00e"', "x": "2"}
 
 
-def test_items_of_the_earlier_json_format_are_read(server: MemcachedServer,
-                                                   store: MemcachedStore) -> None:
-    sid = new_id()
+def frame(mark: int, flags: int, body: bytes, n_set: int = 0, n_del: int = 0,
+          size: int | None = None) -> bytes:
+    """A frame of the item format, put together by hand (see ``_memcache_item``)."""
     now = time.time()
-    item = {"d": {"a": '"1"'}, "c": now, "a": now, "e": now + HOUR, "u": "ana"}
-    raw = raw_client(server)
-    try:
-        raw.set(store.prefix + sid, json.dumps(item).encode(), expire=3600, noreply=False)
-    finally:
-        raw.close()
-    record = store.load(sid)
-    assert record is not None and record.data == {"a": '"1"'} and record.user == "ana"
-    assert store.update(sid, Changes(set={"b": '"2"'}, create=False), now, now + HOUR, None)
-    record = store.load(sid)
-    assert record is not None and record.data == {"a": '"1"', "b": '"2"'}
-    assert record.user == "ana" and record.created == now
+    return struct.pack("<BBIIIddd", mark, flags, len(body) if size is None else size, n_set,
+                       n_del, now, now + HOUR, now) + body
+
+
+GOOD = frame(2, 1 | 4, b"-\x00k\x00v", 1)
 
 
 @pytest.mark.parametrize("payload", [
-    b"", b"\x01short", b"\x02" + bytes(24) + b"-", b"\x01" + bytes(24) + b"?",
-    b"\x01" + bytes(24) + b"-\x00odd", b"\x01" + bytes(24) + b"-\x00\xff\xfe\x00v",
-    b"{not json", b'{"d": [], "c": 1, "a": 1, "e": 1, "u": null}', b"[1, 2]",
+    b"", b"\x02short", b"{not json",
+    frame(1, 1 | 4, b"-"),  # an unknown format mark
+    frame(2, 4, b"-"),  # the first frame is not a base
+    frame(2, 1, b""),  # a base without its user
+    frame(2, 1 | 4, b"?"),  # a user field that is neither - nor +name
+    frame(2, 1 | 4, b"-\x00odd", 1),  # fewer fields than the count says
+    frame(2, 1 | 4, b"-\x00a\x00b", 0),  # more fields than the count says
+    frame(2, 1 | 4, b"-\x00\xff\xfe\x00v", 1),  # not UTF-8
+    frame(2, 1 | 4, b"-", size=50),  # truncated
+    frame(2, 1 | 4 | 8, b'["-", 1, "v"]', 1),  # a JSON body holding a number
+    frame(2, 1 | 4 | 8, b'{"a": 1}', 0),  # a JSON body that is not an array
+    GOOD + frame(2, 1 | 4, b"-"),  # a second base
+    GOOD + frame(2, 0, b"k", 1),  # a delta with an odd pair
+    GOOD + b"\x02",  # a torn tail
 ])
 def test_unreadable_item_reads_as_absent(server: MemcachedServer, store: MemcachedStore,
                                          payload: bytes, caplog: pytest.LogCaptureFixture) -> None:
@@ -368,9 +401,11 @@ def test_unreadable_item_reads_as_absent(server: MemcachedServer, store: Memcach
         raw.set(store.prefix + sid, payload, expire=3600, noreply=False)
     finally:
         raw.close()
-    assert store.load(sid) is None
+    assert store.load(sid) is None  # and the unreadable item is dropped, so that...
     assert store.exists(sid) is False
-    assert store.touch(sid, time.time(), time.time() + HOUR) is False
+    assert store.touch(sid, time.time(), time.time() + HOUR) is False  # ...appends fail
+    assert store.update(sid, Changes(set={"a": "1"}, create=False), time.time(),
+                        time.time() + HOUR, None) is False
     assert store.save(sid, Changes(set={"a": "1"}, create=False), meta()) is False
     assert "unreadable" in caplog.text
     assert sid not in caplog.text
@@ -538,15 +573,192 @@ def test_bad_urls(url: str) -> None:
         satchel.open_store(url)
 
 
-def test_update_is_gets_and_cas_only(server: MemcachedServer, store: MemcachedStore) -> None:
+def test_update_appends_without_reading(server: MemcachedServer, store: MemcachedStore) -> None:
     sid = new_id()
     put(store, sid, {"a": "1"}, user="ana")
     before, commands = server.stats(), server.commands()
     now = time.time()
     assert store.update(sid, Changes(set={"b": "2"}, create=False), now, now + 600, None)
     after = server.stats()
-    assert server.commands() - commands == 2  # gets + cas, no separate load
-    assert after["cmd_get"] - before["cmd_get"] == 1
-    assert after["cas_hits"] - before["cas_hits"] == 1
+    assert server.commands() - commands == 2  # touch + append, no read at all (one packet:
+    # see test_round_trips_through_the_middleware)
+    assert after["cmd_get"] == before["cmd_get"]
+    assert after["cmd_touch"] - before["cmd_touch"] == 1
     record = store.load(sid)
     assert record is not None and record.data == {"a": "1", "b": "2"} and record.user == "ana"
+
+
+# -- the log of frames ---------------------------------------------------------------------------
+
+
+def frames_of(server: MemcachedServer, store: MemcachedStore, sid: str) -> int:
+    raw = raw_client(server)
+    try:
+        parsed = parse_item(raw.get(store.prefix + sid))
+    finally:
+        raw.close()
+    assert parsed is not None
+    return parsed[1]
+
+
+def test_writes_append_frames_and_a_long_log_is_folded_on_reading(
+        server: MemcachedServer, store: MemcachedStore) -> None:
+    sid = new_id()
+    put(store, sid, {"a": "1", "b": "2"})
+    now = time.time()
+    expected = {"a": "1", "b": "2"}
+    for i in range(store.max_waste + 5):
+        changes = Changes(set={f"k{i % 7}": str(i)}, deleted=frozenset({"b"} if i == 3 else ()),
+                          create=False)
+        assert store.update(sid, changes, now, now + HOUR, None)
+        expected = changes.apply(expected)
+    assert frames_of(server, store, sid) == store.max_waste + 6
+    commands = server.commands()
+    record = store.load(sid)
+    assert server.commands() - commands == 2  # the gets, and the cas that folded the log
+    assert record is not None and record.data == expected
+    assert frames_of(server, store, sid) == 1
+    again = store.load(sid)
+    assert again is not None and again.data == expected and again.expires == record.expires
+
+
+def test_a_log_is_folded_on_reading_by_what_it_wastes(server: MemcachedServer,
+                                                      store: MemcachedStore) -> None:
+    sid = new_id()
+    ten = {f"k{i}": '"' + "v" * 100 + '"' for i in range(10)}
+    put(store, sid, ten)
+    now = time.time()
+    for value in ('"x"', '"y"'):
+        assert store.update(sid, Changes(set={"k0": value}, create=False), now, now + HOUR, None)
+    commands = server.commands()
+    assert store.load(sid) is not None
+    assert server.commands() - commands == 1  # a short log is read as it is
+    assert frames_of(server, store, sid) == 3
+    # One frame that rewrites every key: reading it would mean parsing the session twice.
+    assert store.update(sid, Changes(set=ten, create=False), now, now + HOUR, None)
+    commands = server.commands()
+    record = store.load(sid)
+    assert server.commands() - commands == 2  # gets, and the cas that folded it
+    assert record is not None and record.data == ten
+    assert frames_of(server, store, sid) == 1
+
+
+def test_cleared_and_user_frames(server: MemcachedServer, store: MemcachedStore) -> None:
+    sid = new_id()
+    put(store, sid, {"a": "1"}, user="ana")
+    assert store.save(sid, Changes(set={"b": "2"}, cleared=True, create=False), meta(user="bob"))
+    assert store.save(sid, Changes(set={"c": "3"}, create=False, user_changed=False),
+                      meta(user="bob"))
+    assert frames_of(server, store, sid) == 3
+    record = store.load(sid)
+    assert record is not None and record.data == {"b": "2", "c": "3"} and record.user == "bob"
+    assert store.user_sessions("bob") == [sid] and store.user_sessions("ana") == []
+
+
+def test_every_write_rewrites_when_compact_every_is_one(server: MemcachedServer) -> None:
+    with MemcachedStore(f"{LOOPBACK}:{server.port}", prefix=fresh_prefix(),
+                        compact_every=1) as st:
+        sid = new_id()
+        put(st, sid, {"a": "1"})
+        before = server.stats()
+        now = time.time()
+        assert st.update(sid, Changes(set={"b": "2"}, create=False), now, now + HOUR, None)
+        assert st.touch(sid, now, now + HOUR)
+        after = server.stats()
+        assert after["cas_hits"] - before["cas_hits"] == 2
+        assert after["cmd_touch"] == before["cmd_touch"]
+        assert frames_of(server, st, sid) == 1
+        record = st.load(sid)
+        assert record is not None and record.data == {"a": "1", "b": "2"}
+
+
+def test_an_update_frame_caps_the_expiry_at_the_lifetime(store: MemcachedStore) -> None:
+    sid = new_id()
+    now = time.time()
+    store.save(sid, Changes(set={"a": "1"}), SessionMeta(now - 50, now, now + HOUR))
+    assert store.update(sid, Changes(set={"b": "2"}, create=False), now, now + HOUR, 100.0)
+    assert store.touch(sid, now, now + HOUR)  # a later frame does not lift the cap
+    record = store.load(sid)
+    assert record is not None and record.expires == now - 50 + 100.0
+    assert store.update(sid, Changes(set={"c": "3"}, create=False), now, now + HOUR, 40.0)
+    assert store.load(sid) is None  # created 50 s ago, with a lifetime of 40 s: dead
+
+
+def test_an_item_at_the_size_limit_is_folded_then_refused(server: MemcachedServer) -> None:
+    with MemcachedStore(f"{LOOPBACK}:{server.port}", prefix=fresh_prefix(),
+                        compact_every=0) as st:
+        sid = new_id()
+        put(st, sid, {"big": '"' + "x" * 600_000 + '"'})
+        now = time.time()
+        value = '"' + "y" * 300_000 + '"'
+        # Each write replaces one key, yet each appends a frame: the log outgrows memcached's
+        # limit (1 MiB) on the third, which is then folded into one frame instead.
+        for i in range(4):
+            assert st.update(sid, Changes(set={"other": value[:-1] + str(i) + '"'},
+                                          create=False), now, now + HOUR, None)
+        assert frames_of(server, st, sid) <= 2
+        record = st.load(sid)
+        assert record is not None and record.data["other"] == value[:-1] + '3"'
+        # A change whose folded session would still not fit is refused, and changes nothing.
+        with pytest.raises(satchel.SessionTooLarge):
+            st.update(sid, Changes(set={"third": value + value[1:]}, create=False), now,
+                      now + HOUR, None)
+        after = st.load(sid)
+        assert after is not None and after.data == record.data
+
+
+def test_a_held_command_leaves_with_the_next_one(server: MemcachedServer) -> None:
+    from satchel.stores._memcache_wire import Clients
+
+    clients = Clients("m", (LOOPBACK, server.port), 1, 2.0, 2.0)
+    client = clients.take()
+    try:
+        client.set("held-k", b"v", expire=60, noreply=False)  # connects
+        before = server.stats()["cmd_touch"]
+        client.sock.holding = True
+        client.touch("held-k", 100, noreply=True)
+        client.sock.holding = False
+        assert server.stats()["cmd_touch"] == before  # held, not sent
+        assert client.append_touching("held-k", b"w", 100)
+        assert server.stats()["cmd_touch"] == before + 2  # both touches, then the append
+        assert client.get("held-k") == b"vw"
+        client.sock.holding = True
+        client.touch("held-k", 100, noreply=True)
+        client.close()  # what is held on a closed socket is dropped with it
+        assert client.get("held-k") == b"vw"
+        assert server.stats()["cmd_touch"] == before + 2
+    finally:
+        client.close()
+        clients.close()
+
+
+_texts = hs.text(max_size=6)  # NUL and any other character included
+_changes = hs.builds(Changes, set=hs.dictionaries(_texts, _texts, max_size=4),
+                     deleted=hs.frozensets(_texts, max_size=3), cleared=hs.booleans(),
+                     create=hs.just(False))
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=hs.dictionaries(_texts, _texts, max_size=4), user=hs.none() | _texts,
+       writes=hs.lists(hs.tuples(_changes, hs.none() | hs.just("") | _texts), max_size=6))
+def test_a_log_reads_as_its_changes_applied_in_order(
+        base: dict[str, str], user: str | None,
+        writes: list[tuple[Changes, str | None]]) -> None:
+    now = 1_800_000_000.0
+    item = encode_base(base, now, now, now + HOUR, user)
+    expected, expected_user = dict(base), user
+    for i, (changes, new_user) in enumerate(writes):
+        set_user = new_user != ""  # "" here: the write keeps the user
+        item += encode_delta(changes, now + i, now + HOUR + i, None,
+                             user=new_user if set_user else None, set_user=set_user)
+        expected = changes.apply(expected)
+        if set_user:
+            expected_user = new_user
+    parsed = parse_item(item)
+    assert parsed is not None
+    record, frames, waste = parsed
+    assert frames == 1 + len(writes)
+    pairs = len(base) + sum(len(changes.set) for changes, _ in writes)
+    assert waste == len(writes) + pairs - len(expected)
+    assert record.data == expected and record.user == expected_user
+    assert record.accessed == now + len(writes) - 1 if writes else record.accessed == now

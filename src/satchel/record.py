@@ -51,12 +51,16 @@ class Changes:
         cleared: remove every stored key before applying ``set`` (``session.clear()``, rotation).
         create: the record may be created if absent.  False for an existing session: if another
             request deleted it meanwhile (logout), the save must not resurrect it.
+        user_changed: the save's user may differ from the stored one.  False only when the
+            session was loaded with that user and kept it, so a store that indexes users may
+            skip its index.
     """
 
     set: dict[str, str] = field(default_factory=dict)
     deleted: frozenset[str] = frozenset()
     cleared: bool = False
     create: bool = True
+    user_changed: bool = True
 
     def apply(self, data: dict[str, str]) -> dict[str, str]:
         """Return ``data`` with these changes applied (for stores that merge in Python)."""

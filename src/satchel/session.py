@@ -369,7 +369,7 @@ class Session(MutableMapping[str, Any]):
         if not (out or deleted or self._cleared or self._user_changed):
             return None
         return Changes(set=out, deleted=deleted, cleared=self._cleared,
-                       create=self._loaded_id is None)
+                       create=self._loaded_id is None, user_changed=self._user_changed)
 
     def _saved(self, sid: str, changes: Changes | None, meta: SessionMeta) -> None:
         """Reset change tracking after a successful save, so a later flush sends only news."""

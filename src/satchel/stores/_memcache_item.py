@@ -1,5 +1,13 @@
 """memcached item formats: the bytes a session item and a per-user index item hold.
 
+A session item is a log of frames.  The first frame is a *base*: the whole session (created,
+accessed and expiry times, the user, every key).  Any number of *delta* frames may follow, each
+appended by memcached's own ``append`` command: the keys one write set, deleted or cleared, its
+access and expiry times, and, when it changed, the user.  Reading applies the frames in order, so
+two requests appending to one session both land, in the order memcached received them, without
+either one reading first.  A *compaction* folds the log back into one base frame (see
+:mod:`satchel.stores.memcached` for when).
+
 The rule that lives here: an item that does not parse reads as absent (a session) or empty (an
 index), logged without its key or contents, never as an error: whoever reaches memcached can
 write anything.  When to read and write items is :mod:`satchel.stores.memcached`'s.
@@ -9,75 +17,165 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import struct
-from typing import NoReturn
+from collections.abc import Collection
+from typing import NamedTuple, NoReturn
 
-from ..record import SessionRecord
+from ..record import Changes, SessionRecord
 
-__all__ = ["decode_index", "decode_item", "encode_index", "encode_item"]
+__all__ = [
+    "Parsed",
+    "decode_index",
+    "decode_item",
+    "encode_base",
+    "encode_delta",
+    "encode_index",
+    "parse_item",
+]
 
 log = logging.getLogger("satchel")
 
-#: an item's head: the format mark (1), then created, accessed and expires as little-endian
-#: IEEE doubles (read back exactly, with no float parsing)
-_HEAD = struct.Struct("<Bddd")
+#: a frame's head: format mark, flags, body size, number of set pairs, number of deleted keys,
+#: then accessed, expires and a third time as little-endian IEEE doubles (read back exactly):
+#: ``created`` in a base frame, the absolute ``lifetime`` in a delta (``inf``: none given)
+_FRAME = struct.Struct("<BBIIIddd")
+_HEAD = _FRAME.size
+_MARK = 2
+_BASE = 1  # the whole session; only ever the first frame
+_CLEARED = 2  # every key stored before this frame is dropped
+_USER = 4  # the body's first field is the user (``-`` for none, ``+name``)
+_JSON = 8  # the body is a JSON array of the fields (some field holds a NUL)
 _NUL = "\x00"
 
 
-def encode_item(data: dict[str, str], created: float, accessed: float, expires: float,
+def encode_base(data: dict[str, str], created: float, accessed: float, expires: float,
                 user: str | None) -> bytes:
-    """A session item: the head (:data:`_HEAD`), then UTF-8 fields separated by NUL.
+    """A one-frame item holding the whole session."""
+    return _frame(_BASE | _USER, user, data, (), accessed, expires, created)
 
-    ``head user NUL key NUL value NUL key NUL value...``, the user being ``-`` for none or
-    ``+`` and the name.  Unpacking the head and splitting the rest reads a record in half the
-    time ``json.loads`` takes.  A key, value or user holding a NUL itself is written as a JSON
-    object instead (the format items had before), which :func:`decode_item` also reads.
+
+def encode_delta(changes: Changes | None, accessed: float, expires: float,
+                 lifetime: float | None = None, *, user: str | None = None,
+                 set_user: bool = False) -> bytes:
+    """A frame to append: ``changes`` (None: only the times), and the user if ``set_user``.
+
+    ``lifetime`` caps the session's expiry at ``created + lifetime`` when the frame is read: a
+    blind update does not know when its session was created.
     """
-    fields = ["-" if user is None else "+" + user]
-    for key, value in data.items():
+    flags = _USER if set_user else 0
+    third = math.inf if lifetime is None else lifetime
+    if changes is None:
+        return _frame(flags, user, {}, (), accessed, expires, third)
+    if changes.cleared:
+        flags |= _CLEARED
+    return _frame(flags, user, changes.set, changes.deleted, accessed, expires, third)
+
+
+def _frame(flags: int, user: str | None, pairs: dict[str, str], deleted: Collection[str],
+           accessed: float, expires: float, third: float) -> bytes:
+    fields = ["-" if user is None else "+" + user] if flags & _USER else []
+    for key, value in pairs.items():
         fields += (key, value)
+    fields += deleted
     text = _NUL.join(fields)
-    if text.count(_NUL) == len(fields) - 1:
-        return _HEAD.pack(1, created, accessed, expires) + text.encode()
-    record = {"d": data, "c": created, "a": accessed, "e": expires, "u": user}
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    if text.count(_NUL) != max(0, len(fields) - 1):
+        flags |= _JSON
+        text = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    body = text.encode()
+    return _FRAME.pack(_MARK, flags, len(body), len(pairs), len(deleted), accessed,
+                       expires, third) + body
 
 
-def decode_item(raw: bytes | None) -> SessionRecord | None:
-    """The record an item holds; None for no item, and for an item that does not parse."""
+class Parsed(NamedTuple):
+    """An item read: its record, its number of frames, and its *waste*: the frames beyond the
+    first plus the values that later frames replaced, i.e. what folding it would save a read."""
+
+    record: SessionRecord
+    frames: int
+    waste: int
+
+
+def parse_item(raw: bytes | None) -> Parsed | None:
+    """The record an item holds, and what reading it took; None for no item, and for an item
+    that does not parse."""
     if raw is None:
         return None
     try:
-        mark, created, accessed, expires = _HEAD.unpack_from(raw)
-        if mark != 1:
-            if raw[:1] == b"{":
-                return _decode_json(raw)
-            _corrupt()
-        fields = raw[_HEAD.size:].decode().split(_NUL)
-        if not len(fields) & 1:  # the user, then key, value, key, value...
-            _corrupt()
-        pairs = iter(fields)
-        who = next(pairs)
-        user = None if who == "-" else who[1:] if who[:1] == "+" else _corrupt()
-        data = dict(zip(pairs, pairs, strict=False))  # even by the count checked above
-        return SessionRecord(data, created, accessed, expires, user)
+        return _parse(raw)
     # UnicodeDecodeError is a ValueError; struct.error: shorter than a head
     except (ValueError, TypeError, KeyError, IndexError, struct.error):
         log.warning("memcached session item unreadable; treated as absent")
         return None
 
 
+def decode_item(raw: bytes | None) -> SessionRecord | None:
+    """The record an item holds; None for no item, and for an item that does not parse."""
+    parsed = parse_item(raw)
+    return None if parsed is None else parsed[0]
+
+
+def _parse(raw: bytes) -> Parsed:
+    # Written for speed: a load parses a whole item, and most items are one base frame.
+    unpack = _FRAME.unpack_from
+    end = len(raw)
+    mark, flags, size, n_set, n_del, accessed, expires, created = unpack(raw)
+    pos = _HEAD + size
+    if mark != _MARK or flags & (_BASE | _USER) != _BASE | _USER or n_del or pos > end:
+        _corrupt()
+    fields = _json(raw, _HEAD, pos) if flags & _JSON else raw[_HEAD:pos].decode().split(_NUL)
+    if len(fields) != 1 + 2 * n_set:
+        _corrupt()
+    pairs = iter(fields)
+    who = next(pairs)
+    user = None if who == "-" else who[1:] if who[:1] == "+" else _corrupt()
+    data = dict(zip(pairs, pairs, strict=False))  # even by the count checked above
+    frames = 1
+    pairs = n_set
+    limit = math.inf
+    while pos < end:
+        mark, flags, size, n_set, n_del, accessed, expires, lifetime = unpack(raw, pos)
+        start = pos + _HEAD
+        pos = start + size
+        if mark != _MARK or flags & _BASE or pos > end:
+            _corrupt()
+        first = 1 if flags & _USER else 0
+        count = first + 2 * n_set + n_del
+        if flags & _JSON:
+            fields = _json(raw, start, pos)
+        else:
+            fields = raw[start:pos].decode().split(_NUL) if size or count else []
+        if len(fields) != count:
+            _corrupt()
+        if first:
+            who = fields[0]
+            user = None if who == "-" else who[1:] if who[:1] == "+" else _corrupt()
+        if flags & _CLEARED:
+            data = {}
+        stop = first + 2 * n_set
+        for key in fields[stop:]:
+            data.pop(key, None)
+        values = iter(fields[first:stop])
+        data.update(zip(values, values, strict=False))
+        pairs += n_set
+        if lifetime < limit:
+            limit = lifetime
+        frames += 1
+    if created + limit < expires:
+        expires = created + limit
+    record = SessionRecord(data, created, accessed, expires, user)
+    return Parsed(record, frames, frames - 1 + pairs - len(data))
+
+
+def _json(raw: bytes, start: int, stop: int) -> list[str]:
+    fields = json.loads(raw[start:stop].decode())
+    if not isinstance(fields, list) or not all(type(f) is str for f in fields):
+        _corrupt()
+    return fields
+
+
 def _corrupt() -> NoReturn:
     raise ValueError("not a session item")
-
-
-def _decode_json(raw: bytes) -> SessionRecord:
-    fields = json.loads(raw)
-    data, user = fields["d"], fields["u"]
-    if not isinstance(data, dict) or not all(type(v) is str for v in data.values()) \
-            or not (user is None or type(user) is str):
-        raise TypeError("not a session item")
-    return SessionRecord(data, float(fields["c"]), float(fields["a"]), float(fields["e"]), user)
 
 
 def encode_index(entries: dict[str, float]) -> bytes:

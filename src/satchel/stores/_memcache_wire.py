@@ -2,7 +2,9 @@
 
 The rule that lives here: a command gets a client of its own (an idle one, a new one while
 fewer than ``max_pool_size`` exist, or one given back within ``timeout``), whose socket every
-``send`` and ``recv`` of is bounded by the operation timeout.  What the commands mean, how
+``send`` and ``recv`` of is bounded by the operation timeout.  A ``noreply`` command can ride in
+the same packet as the next command (:meth:`StoreClient.append_touching`), so that two commands cost
+one round trip and wake the server once.  What the commands mean, how
 their failures map to satchel's errors and fork safety are :mod:`satchel.stores.memcached`'s.
 """
 
@@ -21,7 +23,7 @@ from pymemcache.client.base import Client
 
 from ..errors import StoreTimeout
 
-__all__ = ["KERNEL_TIMEOUTS", "Clients", "Server"]
+__all__ = ["KERNEL_TIMEOUTS", "Clients", "Server", "StoreClient"]
 
 Server = tuple[str, int]
 
@@ -48,7 +50,7 @@ class _TimedSockets(types.ModuleType):
         return getattr(socket, name)
 
     def socket(self, family: int = -1, type: int = -1, proto: int = -1) -> socket.socket:
-        sock = socket.socket(family, type, proto)
+        sock = _Socket(family, type, proto)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._timeval)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._timeval)
@@ -58,12 +60,41 @@ class _TimedSockets(types.ModuleType):
         return sock
 
 
+class _Socket(socket.socket):
+    """A socket that can hold back what is sent while ``holding``, to send it in one packet with
+    whatever is sent next.
+
+    pymemcache sends each command with its own ``sendall``; a ``noreply`` command returns at
+    once.  Held, it leaves with the next command instead: on loopback every separate packet
+    wakes memcached once more, which costs about as much as a whole round trip.
+    """
+
+    __slots__ = ("held", "holding")
+
+    def __init__(self, family: int = -1, type: int = -1, proto: int = -1) -> None:
+        super().__init__(family, type, proto)
+        self.held = b""
+        self.holding = False
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        if self.holding:
+            self.held += bytes(data)
+            return
+        if self.held:
+            data, self.held = self.held + bytes(data), b""
+        super().sendall(data, flags)
+
+    def close(self) -> None:
+        self.held = b""  # a command held on a socket that fails is never sent
+        super().close()
+
+
 #: where ``SO_RCVTIMEO`` takes a ``struct timeval`` (Windows takes milliseconds: there,
 #: Python's own socket timeout serves)
 KERNEL_TIMEOUTS = sys.platform != "win32" and hasattr(socket, "SO_RCVTIMEO")
 
 
-class _Client(Client):  # type: ignore[misc]  # pymemcache is untyped
+class StoreClient(Client):  # type: ignore[misc]  # pymemcache is untyped
     """pymemcache's ``Client``, with a quicker path through its key check for the keys this
     store builds (printable ASCII without spaces, at most 250 bytes: nothing memcached's text
     protocol could misread).  Any other key gets pymemcache's own check, and its error."""
@@ -73,6 +104,25 @@ class _Client(Client):  # type: ignore[misc]  # pymemcache is untyped
                 and key.isprintable() and " " not in key):
             return key.encode()
         return super().check_key(key, key_prefix)  # type: ignore[no-any-return]
+
+    def append_touching(self, key: str, value: bytes, expire: int) -> bool:
+        """``touch key expire noreply`` then ``append key value``, in one packet when the socket
+        is open: True if appended, False if memcached did not store it (no such item, or the
+        item would outgrow the size limit).
+
+        The touch goes first so that the append's answer is the one awaited; on an item that
+        does not exist it does nothing.
+        """
+        sock = self.sock
+        if isinstance(sock, _Socket):
+            sock.holding = True
+            try:
+                self.touch(key, expire, noreply=True)
+            finally:
+                sock.holding = False
+        else:  # not yet connected, or Python's own sockets: two packets
+            self.touch(key, expire, noreply=True)
+        return bool(self.append(key, value, noreply=False))
 
 
 class Clients:
@@ -130,7 +180,7 @@ class Clients:
                         pass
                     if self._made < self._limit:
                         self._made += 1
-                        return _Client(self._server, **self._options)
+                        return StoreClient(self._server, **self._options)
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise StoreTimeout(

@@ -159,7 +159,7 @@ class BaseStore:
             expires = min(expires, record.created + lifetime)
         meta = SessionMeta(record.created, accessed, expires, record.user)
         blind = Changes(set=changes.set, deleted=changes.deleted, cleared=changes.cleared,
-                        create=False)
+                        create=False, user_changed=False)
         return self.save(sid, blind, meta)
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:

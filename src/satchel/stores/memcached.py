@@ -1,27 +1,37 @@
-"""MemcachedStore: sessions as memcached items, merged with gets/cas, expired by memcached itself.
+"""MemcachedStore: sessions as memcached items, merged by appending, expired by memcached itself.
 
-One session is one item, ``prefix + sid``, holding the encoded values and the
-created/accessed/expires/user fields (the item formats are :mod:`satchel.stores._memcache_item`'s).
-A save reads the item with ``gets``, applies the changes in Python and writes it back with ``cas``;
-if another request wrote in between, it reads and merges again (a bounded number of times, then
-``SessionConflict``).  That is two round trips per save, the honest price of merging on a server
-that has no per-key update of a value.  A load is one ``get``; a request that never touches its
-session sends nothing.  A touch is also gets/cas (the access and expiry times live inside the
-item, which memcached's ``touch`` cannot change); a save that changes the session's user adds
-two more (the per-user index, below).
+One session is one item, ``prefix + sid``: a log of frames (the formats are
+:mod:`satchel.stores._memcache_item`'s).  The first frame holds the whole session; each write
+appends one frame with only what it changed, its times and, if it changed, the user, using
+memcached's ``append``.  Reading applies the frames in order.  So a write never reads first and
+costs one round trip, and two concurrent requests that write different keys both land, in the
+order memcached took them: the merge is memcached's own, atomic per item.
 
-Next to Beaker's ``ext:memcached``, a read costs one round trip to Beaker's two, and a write two
-(``gets`` + ``cas``, an ``update`` needs no load first) to Beaker's two (a ``get`` and a blind
-``set`` of the whole session).  A write therefore cannot cost a third of Beaker's without giving
-up the merge, which is what keeps two concurrent requests that write different keys from losing
-one another's work; it is not given up.
+* ``append`` moves no TTL, so each append rides in one packet with a ``touch ... noreply`` that
+  moves it to the new expiry (one round trip, one wake-up of the server).
+* ``append`` does nothing on an item that is not there: an update or touch of a session that
+  was deleted or expired meanwhile is refused, never resurrected.  An item memcached keeps a
+  second past its expiry (its clock ticks in whole seconds) may take one more append.
+* About one write in ``compact_every`` (at random, so that processes share no bookkeeping)
+  instead reads the item with ``gets`` and writes it back whole, folded into one frame, with
+  ``cas`` (two round trips; again after losing a race, a bounded number of times, then
+  ``SessionConflict``).  So does a write that memcached refuses because the log would outgrow
+  the item size limit, and a load that finds more than ``max_waste`` frames and replaced values
+  to skip folds them with one ``cas``.  A new session is one ``add``.
+* A load is one ``gets``; a request that never touches its session sends nothing.
+
+Next to Beaker's ``ext:memcached``, a read costs one round trip to Beaker's two, and a write one
+to Beaker's two (a ``get`` and a blind ``set`` of the whole session, which loses the keys of a
+concurrent request).  A save that changes the session's user adds two more (the per-user index,
+below).
 
 Limits of memcached, and what this store does about them:
 
-* **Item size.**  memcached refuses items above its ``-I`` limit (1 MiB by default).  A save whose
-  item (key, serialized record and memcached's ~60-byte item header) would exceed
-  ``max_item_size`` raises ``SessionTooLarge`` naming the size and the limit, before anything is
-  sent.  Set ``max_item_size`` to match the servers' ``-I``.
+* **Item size.**  memcached refuses items above its ``-I`` limit (1 MiB by default).  A write
+  whose frame, or whose whole session once folded (key, frames and memcached's ~60-byte item
+  header), would exceed ``max_item_size`` raises ``SessionTooLarge`` naming the size and the
+  limit, before it is sent; a log that merely grew too long is folded instead.  Set
+  ``max_item_size`` to match the servers' ``-I``.
 * **Eviction.**  memcached is a cache: under memory pressure it may drop any item, sessions
   included, before they expire.  A dropped session reads as absent (the user is logged out).
   Nothing is raised because nothing can be known; size the servers (``-m``) for the sessions
@@ -37,7 +47,8 @@ Limits of memcached, and what this store does about them:
 * **Expiry** is native: each item's TTL follows ``meta.expires``, so ``purge`` returns 0.
   memcached reads a TTL above 30 days as an absolute unix time; both forms are sent correctly.
 * **No authentication.**  Whoever reaches the servers can write items; an item that does not
-  parse reads as absent (and is logged, without its key), never as an error.
+  parse reads as absent (and is logged, without its key), never as an error, and the load that
+  finds it deletes it, so that later appends are refused as on no item.
 
 Several servers (``memcached://h1:p1,h2:p2``) share the keys by rendezvous hashing; a session
 lives on exactly one server, and an unreachable server makes its sessions raise
@@ -51,6 +62,7 @@ context manager its ``PooledClient`` costs per call while keeping the bounds it 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import random
@@ -77,11 +89,23 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..record import Changes, SessionMeta, SessionRecord
-from ._memcache_item import decode_index, decode_item, encode_index, encode_item
-from ._memcache_wire import Clients, Server
+from ._memcache_item import (
+    decode_index,
+    decode_item,
+    encode_base,
+    encode_delta,
+    encode_index,
+    parse_item,
+)
+from ._memcache_wire import Clients, Server, StoreClient
 from .base import BaseStore, url_options
 
 __all__ = ["MemcachedStore", "from_url"]
+
+log = logging.getLogger("satchel")
+
+#: builds the record to write whole from the stored one (None: absent or dead); None: write nothing
+_Merge = Callable[[SessionRecord | None], SessionRecord | None]
 
 MIB = 1024 * 1024
 #: memcached reads an expiry above this many seconds as an absolute unix time
@@ -109,6 +133,8 @@ class MemcachedStore(BaseStore):
         connect_timeout, timeout: seconds to connect, and to wait for each answer.
         max_pool_size: connections kept per server; a caller waits up to ``timeout`` for one.
         cas_retries: how many times a save re-reads and merges after losing a race.
+        compact_every: about one write in this many folds the session's log into one frame
+            (two round trips instead of one); 0 leaves folding to reads and to the size limit.
     """
 
     thread_safe = True
@@ -118,6 +144,10 @@ class MemcachedStore(BaseStore):
     #: an index entry younger than this (seconds) is kept even if its session is not (yet)
     #: written: a login writes its index entry just before its session
     index_grace = INDEX_GRACE
+    #: a load that finds more waste than this in a log (frames beyond the first, and values
+    #: that later frames replaced) folds it, one more round trip: a little parses faster than a
+    #: round trip costs, a lot slows every read that follows
+    max_waste = 8
 
     def __init__(
         self,
@@ -129,6 +159,7 @@ class MemcachedStore(BaseStore):
         timeout: float = 2.0,
         max_pool_size: int = 16,
         cas_retries: int = 16,
+        compact_every: int = 32,
     ) -> None:
         self.servers = parse_servers(servers) if isinstance(servers, str) else list(servers)
         if not self.servers:
@@ -140,6 +171,9 @@ class MemcachedStore(BaseStore):
                             ("cas_retries", cas_retries)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"MemcachedStore: {name} must be a positive integer")
+        if not isinstance(compact_every, int) or isinstance(compact_every, bool) \
+                or compact_every < 0:
+            raise ConfigurationError("MemcachedStore: compact_every must be an integer >= 0")
         for name, seconds in (("connect_timeout", connect_timeout), ("timeout", timeout)):
             if not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
                 raise ConfigurationError(f"MemcachedStore: {name} must be a positive number")
@@ -149,6 +183,7 @@ class MemcachedStore(BaseStore):
         self.timeout = float(timeout)
         self.max_pool_size = max_pool_size
         self.cas_retries = cas_retries
+        self.compact_every = compact_every
         self._names = [f"{host}:{port}" for host, port in self.servers]
         self._hash = RendezvousHash(list(self._names))
         self._closed = False
@@ -188,7 +223,8 @@ class MemcachedStore(BaseStore):
         A pooled connection that the server closed while idle (a restart) fails on first use;
         the command is then sent once more on a fresh connection.  Every command here may be
         repeated: reads are pure, a repeated ``add``/``cas`` finds the item already changed and
-        the caller re-reads and merges again (applying changes is idempotent), and a repeated
+        the caller re-reads and merges again (applying changes is idempotent), a frame
+        appended twice applies the same changes twice, to the same effect, and a repeated
         ``delete`` merely reports the item gone.  A timeout is not repeated.
         """
         if self._pid != os.getpid():
@@ -268,72 +304,72 @@ class MemcachedStore(BaseStore):
 
     def load(self, sid: str) -> SessionRecord | None:
         key = self.prefix + sid
-        record = decode_item(self._run(key, "get", Client.get, key))
-        if record is None or record.expires <= time.time():
+        raw, cas = self._run(key, "gets", Client.gets, key)
+        parsed = parse_item(raw)
+        if parsed is None:
+            if raw is not None:
+                # Unreadable: drop it, so that appends to it fail as they do on no item.
+                self._run(key, "delete", Client.delete, key, True)
+            return None
+        record = parsed.record
+        if parsed.waste > self.max_waste and cas is not None:
+            self._fold(key, record, cas)
+        if record.expires <= time.time():
             return None
         return record
 
     def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
         key = self._key(sid)
-        indexed = False
-        for attempt in range(self.cas_retries):
-            raw, cas = self._gets(key)
-            stored = decode_item(raw)
-            if stored is not None and stored.expires <= time.time():
-                stored = None  # dead but not yet dropped: overwrite it, never merge into it
+
+        def merged(stored: SessionRecord | None) -> SessionRecord | None:
             if stored is None and not changes.create:
-                return False
+                return None
             data = changes.apply({} if stored is None else stored.data)
-            payload = encode_item(data, meta.created, meta.accessed, meta.expires, meta.user)
-            self._check_size(key, payload)
-            new_user = stored is None or stored.user != meta.user
-            if meta.user is not None and new_user and not indexed:
-                # The index is written first: an entry whose session was never written is
-                # filtered out on reading, while a session missing from its index would
-                # survive "log out everywhere".
-                self._index_update(meta.user, add=sid)
-                indexed = True
-            if self._write(key, payload, None if raw is None else cas, _expire(meta.expires)):
+            return SessionRecord(data, meta.created, meta.accessed, meta.expires, meta.user)
+
+        if meta.user is not None and changes.user_changed:
+            # The index is written first: an entry whose session was never written is
+            # filtered out on reading, while a session missing from its index would
+            # survive "log out everywhere".
+            self._index_update(meta.user, add=sid)
+        if changes.create:
+            first = merged(None)
+            assert first is not None
+            if self._write(key, _base(first), None, _expire(meta.expires)):
                 return True
-            _backoff(attempt)
-        raise SessionConflict(
-            f"session changed concurrently {self.cas_retries} times; the save was not applied")
+            return self._rewrite(key, merged, "save")  # the id is taken: merge into it
+        frame = encode_delta(changes, meta.accessed, meta.expires, user=meta.user,
+                             set_user=changes.user_changed)
+        return self._append(key, frame, meta.expires, merged, "save")
 
     def update(self, sid: str, changes: Changes, accessed: float, expires: float,
                lifetime: float | None) -> bool:
-        """A gets/cas merge that keeps the stored created time and user: two round trips,
-        without the load a read-then-save would add."""
-        key = self._key(sid)
-        for attempt in range(self.cas_retries):
-            raw, cas = self._gets(key)
-            stored = decode_item(raw)
-            if stored is None or stored.expires <= time.time():
-                return False
+        """One appended frame that keeps the stored created time and user: one round trip, no
+        load first; the frame carries ``lifetime``, so reading caps the expiry."""
+
+        def merged(stored: SessionRecord | None) -> SessionRecord | None:
+            if stored is None:
+                return None
             capped = expires if lifetime is None else min(expires, stored.created + lifetime)
-            data = changes.apply(stored.data)
-            payload = encode_item(data, stored.created, accessed, capped, stored.user)
-            self._check_size(key, payload)
-            if self._write(key, payload, cas, _expire(capped)):
-                return True
-            _backoff(attempt)
-        raise SessionConflict(
-            f"session changed concurrently {self.cas_retries} times; the update was not applied")
+            return SessionRecord(changes.apply(stored.data), stored.created, accessed, capped,
+                                 stored.user)
+
+        frame = encode_delta(changes, accessed, expires, lifetime)
+        return self._append(self._key(sid), frame, expires, merged, "update")
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
-        """A gets/cas rewrite: ``accessed`` and ``expires`` live in the item, so memcached's
-        own ``touch`` (which moves only the TTL) could not make ``load`` report them."""
-        key = self._key(sid)
-        for attempt in range(self.cas_retries):
-            raw, cas = self._gets(key)
-            stored = decode_item(raw)
-            if stored is None or stored.expires <= time.time():
-                return False
-            payload = encode_item(stored.data, stored.created, accessed, expires, stored.user)
-            if self._write(key, payload, cas, _expire(expires)):
-                return True
-            _backoff(attempt)
-        # Every attempt lost to a concurrent save, and each such save wrote fresh times itself.
-        return True
+        """A frame of times alone, appended with a touch of memcached's TTL: one round trip."""
+
+        def merged(stored: SessionRecord | None) -> SessionRecord | None:
+            if stored is None:
+                return None
+            return SessionRecord(stored.data, stored.created, accessed, expires, stored.user)
+
+        frame = encode_delta(None, accessed, expires)
+        try:
+            return self._append(self._key(sid), frame, expires, merged, "touch")
+        except SessionConflict:
+            return True  # every attempt lost to a save, and each such save wrote fresh times
 
     def delete(self, sid: str) -> bool:
         key = self._key(sid)
@@ -381,6 +417,48 @@ class MemcachedStore(BaseStore):
     def _key(self, sid: str) -> str:
         return self.prefix + sid
 
+    def _append(self, key: str, frame: bytes, expires: float, merged: _Merge, what: str) -> bool:
+        """Append ``frame`` to the item, moving its TTL to ``expires``: one round trip.
+
+        memcached refuses the append when there is no such item (False: nothing is
+        resurrected) and when the item would outgrow its size limit; then, and for about one
+        write in ``compact_every`` (at random, so that nothing is shared between processes),
+        the item is rewritten whole with ``merged``, which folds its log into one frame.
+        """
+        self._check_size(key, frame)
+        if self.compact_every and random.random() * self.compact_every < 1:
+            return self._rewrite(key, merged, what)
+        appended = self._run(key, "append", StoreClient.append_touching, key, frame,
+                             _expire(expires))
+        return True if appended else self._rewrite(key, merged, what)
+
+    def _rewrite(self, key: str, merged: _Merge, what: str) -> bool:
+        """Read the item with ``gets``, write ``merged(stored)`` back whole with ``add`` or
+        ``cas``, and again while another request wins the race; False if ``merged`` says there
+        is nothing to write."""
+        for attempt in range(self.cas_retries):
+            raw, cas = self._gets(key)
+            stored = decode_item(raw)
+            if stored is not None and stored.expires <= time.time():
+                stored = None  # dead but not yet dropped: never merge into it
+            record = merged(stored)
+            if record is None:
+                return False
+            if self._write(key, _base(record), None if raw is None else cas,
+                           _expire(record.expires)):
+                return True
+            _backoff(attempt)
+        raise SessionConflict(f"session changed concurrently {self.cas_retries} times; "
+                              f"the {what} was not applied")
+
+    def _fold(self, key: str, record: SessionRecord, cas: bytes) -> None:
+        """Rewrite a long log as one frame, unless it changed since it was read (its writer
+        or the next reader folds it then).  Best effort: the read it serves goes on."""
+        try:
+            self._write(key, _base(record), cas, _expire(record.expires))
+        except SatchelError:
+            log.warning("memcached session item could not be folded", exc_info=True)
+
     def _user_key(self, user: str) -> str:
         # Hashed: a user name may hold any character, and memcached keys may not.
         return self.prefix + "user:" + hashlib.sha256(user.encode()).hexdigest()
@@ -423,6 +501,10 @@ class MemcachedStore(BaseStore):
                 return
             _backoff(attempt)
         raise SessionConflict(f"the user index changed concurrently {self.cas_retries} times")
+
+
+def _base(record: SessionRecord) -> bytes:
+    return encode_base(record.data, record.created, record.accessed, record.expires, record.user)
 
 
 def _describe(exc: BaseException) -> str:
@@ -490,7 +572,7 @@ def parse_servers(spec: str) -> list[Server]:
     return servers
 
 
-_INT_OPTIONS = ("max_item_size", "max_pool_size", "cas_retries")
+_INT_OPTIONS = ("max_item_size", "max_pool_size", "cas_retries", "compact_every")
 _FLOAT_OPTIONS = ("connect_timeout", "timeout")
 
 
