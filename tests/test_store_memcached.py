@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from wsgiref.util import setup_testing_defaults
 
 import pytest
 from hypothesis import given, settings
@@ -34,6 +33,7 @@ from .contract import HOUR, StoreContract, meta, put
 from .servers import LOOPBACK, wait_until
 from .servers.memcached import MemcachedServer
 from .servers.relay import Relay
+from .wsgi_util import call as wsgi_call
 
 DAY = 86400.0
 
@@ -121,20 +121,9 @@ def test_login_costs_the_index_once(server: MemcachedServer, store: MemcachedSto
 
 
 def call(app: Any, cookie: str | None = None, path: str = "/") -> tuple[str, dict[str, str]]:
-    environ: dict[str, Any] = {"PATH_INFO": path}
-    setup_testing_defaults(environ)
-    if cookie:
-        environ["HTTP_COOKIE"] = cookie
-    seen: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        seen["status"], seen["headers"] = status, dict(headers)
-        return lambda data: None
-
-    body = app(environ, start_response)
-    b"".join(body)
-    getattr(body, "close", lambda: None)()
-    return seen["status"], seen["headers"]
+    """One request through :func:`tests.wsgi_util.call`: its status and headers."""
+    resp = wsgi_call(app, path, cookie=cookie)
+    return resp.status, dict(resp.headers)
 
 
 def session_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
