@@ -696,26 +696,74 @@ def test_an_item_at_the_size_limit_is_folded_then_refused(server: MemcachedServe
         assert after is not None and after.data == record.data
 
 
-def test_a_held_command_leaves_with_the_next_one(server: MemcachedServer) -> None:
+def test_touch_and_append_cost_one_round_trip(server: MemcachedServer) -> None:
+    from satchel.stores._memcache_wire import Clients
+
+    with Relay(server.port) as relay:
+        clients = Clients("m", (LOOPBACK, relay.port), 1, 2.0, 2.0)
+        client = clients.take()
+        try:
+            client.set("both-k", b"v", expire=5, noreply=False)  # connects
+            touches = server.stats()["cmd_touch"]
+            value = b"w\r\nEND\r\nSTORED\r\n\x00"  # protocol words inside a value are data
+            assert relay.count(lambda: client.append_touching("both-k", value, 1000)) == 1
+            assert server.stats()["cmd_touch"] == touches + 1
+            assert client.get("both-k") == b"v" + value
+            ttl = client.raw_command(b"mg both-k t")  # memcached's meta get: remaining TTL
+            assert 900 < int(ttl.split(b"t", 1)[1]) <= 1000
+            # No item: nothing is stored, and the touch before it did nothing either.
+            assert relay.count(lambda: client.append_touching("none-k", b"x", 1000)) == 1
+            assert not client.append_touching("none-k", b"x", 1000)
+            assert client.get("none-k") is None
+            # The connection is still in step for the next command.
+            assert client.get("both-k") == b"v" + value
+        finally:
+            client.close()
+            clients.close()
+
+
+@pytest.mark.parametrize("value", [
+    b"",
+    b"v",
+    b"END\r\nVALUE k 0 1 2\r\nEND\r\n",  # protocol words inside a value are data
+    bytes(range(256)) * 40,  # more than one read of the socket, every byte value
+    b"x" * (1024 * 1024 - 300),  # near the item size limit
+])
+def test_gets_one_reads_what_pymemcache_reads(server: MemcachedServer, value: bytes) -> None:
+    from satchel.stores._memcache_wire import Clients
+
+    clients = Clients("m", (LOOPBACK, server.port), 1, 2.0, 2.0)
+    client = clients.take()
+    key = f"g-{len(value)}-{value[:1].hex()}"
+    try:
+        assert client.gets_one(key) == (None, None)  # before any connection: connects
+        client.set(key, value, expire=60, noreply=False)
+        got, cas = client.gets_one(key)
+        assert got == value
+        assert (got, cas) == client.gets(key)
+        assert client.cas(key, b"new", cas, expire=60, noreply=False) is True
+        assert client.gets_one(key)[0] == b"new"  # the connection stayed in step
+        assert client.gets_one("absent-k") == (None, None)
+    finally:
+        client.close()
+        clients.close()
+
+
+def test_an_append_past_the_size_limit_is_refused_in_step(server: MemcachedServer) -> None:
+    from pymemcache.exceptions import MemcacheClientError
+
     from satchel.stores._memcache_wire import Clients
 
     clients = Clients("m", (LOOPBACK, server.port), 1, 2.0, 2.0)
     client = clients.take()
     try:
-        client.set("held-k", b"v", expire=60, noreply=False)  # connects
-        before = server.stats()["cmd_touch"]
-        client.sock.holding = True
-        client.touch("held-k", 100, noreply=True)
-        client.sock.holding = False
-        assert server.stats()["cmd_touch"] == before  # held, not sent
-        assert client.append_touching("held-k", b"w", 100)
-        assert server.stats()["cmd_touch"] == before + 2  # both touches, then the append
-        assert client.get("held-k") == b"vw"
-        client.sock.holding = True
-        client.touch("held-k", 100, noreply=True)
-        client.close()  # what is held on a closed socket is dropped with it
-        assert client.get("held-k") == b"vw"
-        assert server.stats()["cmd_touch"] == before + 2
+        near_full = b"x" * (1024 * 1024 - 200)
+        client.set("full-k", near_full, expire=60, noreply=False)
+        assert not client.append_touching("full-k", b"y" * 1000, 60)
+        assert client.get("full-k") == near_full  # unchanged, and the reply was read in step
+        with pytest.raises(MemcacheClientError):  # refused before anything is sent
+            client.append_touching("bad key", b"v", 60)
+        assert client.get("full-k") == near_full
     finally:
         client.close()
         clients.close()

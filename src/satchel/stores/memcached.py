@@ -273,7 +273,7 @@ class MemcachedStore(BaseStore):
         return self._run(key, "get", Client.get, key)  # type: ignore[no-any-return]
 
     def _gets(self, key: str) -> tuple[bytes | None, bytes | None]:
-        return self._run(key, "gets", Client.gets, key)  # type: ignore[no-any-return]
+        return self._run(key, "gets", StoreClient.gets_one, key)  # type: ignore[no-any-return]
 
     def _get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         """One ``get`` per server holding any of ``keys``."""
@@ -304,7 +304,7 @@ class MemcachedStore(BaseStore):
 
     def load(self, sid: str) -> SessionRecord | None:
         key = self.prefix + sid
-        raw, cas = self._run(key, "gets", Client.gets, key)
+        raw, cas = self._run(key, "gets", StoreClient.gets_one, key)
         parsed = parse_item(raw)
         if parsed is None:
             if raw is not None:
