@@ -264,7 +264,7 @@ def test_round_trips_of_update(server: RedisServer, store: RedisStore) -> None:
         assert store.update(sid, Changes(set={"z": "1"}, cleared=True, create=False),
                             now, now + HOUR, None)
     assert log.calls == ["EVALSHA"]
-    assert log.lua == ["HMGET", "DEL", "HSET", "PEXPIREAT"]
+    assert log.lua == ["HMGET", "DEL", "HSET", "HSET", "PEXPIREAT"]  # created and user kept
     with CommandLog(server.port) as log:
         assert store.update(new_id(), Changes(set={"a": "1"}, create=False),
                             now, now + HOUR, None) is False

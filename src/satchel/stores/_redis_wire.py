@@ -85,47 +85,58 @@ if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[4]) end
 return 1
 """)
 
-# ARGV: now, accessed, expires, lifetime ('' for none), cleared, number of fields to delete,
-# those fields, then field/value pairs to set.  Never creates; a dead session (by the caller's
-# clock, as in load) is left alone.  The stored created time caps the expiry, and with
-# ``cleared`` the stored created and user are written back after the DEL.  A capped expiry is
-# formatted with 17 significant digits, which read back as the very same float.
+# ARGV: now, accessed, expires, lifetime ('' for none), cleared, expire-at (ms; '' for none),
+# number of fields to delete, those fields, then field/value pairs to set.  Never creates; a
+# dead session (by the caller's clock, as in load) is left alone.  The stored created time caps
+# the expiry, and with ``cleared`` the stored created and user are written back after the DEL.
+# A capped expiry is formatted with 17 significant digits, which read back as the very same
+# float.  Every write runs this script, so it keeps to the cheap path: the caller computes the
+# expire-at, the times and the first fields go in one HSET, and only a cap or ``cleared`` does
+# more.
 UPDATE = Script("""
 local key = KEYS[1]
 local stored = redis.call('HMGET', key, 'm:created', 'm:expires', 'm:user')
 local created, ends = tonumber(stored[1]), tonumber(stored[2])
 if not created or not ends or ends <= tonumber(ARGV[1]) then return 0 end
-local expires, text = tonumber(ARGV[3]), ARGV[3]
+local text, at = ARGV[3], ARGV[6]
 if ARGV[4] ~= '' then
   local cap = created + tonumber(ARGV[4])
-  if cap < expires then expires, text = cap, string.format('%.17g', cap) end
+  if cap < tonumber(text) then
+    text, at = string.format('%.17g', cap), string.format('%d', math.floor(cap * 1000))
+  end
 end
-local fields = {'m:accessed', ARGV[2], 'm:expires', text}
+local first, last = 8 + tonumber(ARGV[7]), #ARGV
 if ARGV[5] == '1' then
   redis.call('DEL', key)
-  fields[5], fields[6] = 'm:created', stored[1]
-  if stored[3] then fields[7], fields[8] = 'm:user', stored[3] end
+  if stored[3] then
+    redis.call('HSET', key, 'm:created', stored[1], 'm:user', stored[3])
+  else
+    redis.call('HSET', key, 'm:created', stored[1])
+  end
+else
+  local i = 8
+  while i < first do
+    local stop = math.min(i + 499, first - 1)
+    redis.call('HDEL', key, unpack(ARGV, i, stop))
+    i = stop + 1
+  end
 end
-local i, last = 7, 6 + tonumber(ARGV[6])
+local stop = math.min(first + 995, last)
+redis.call('HSET', key, 'm:accessed', ARGV[2], 'm:expires', text, unpack(ARGV, first, stop))
+local i = stop + 1
 while i <= last do
-  local stop = math.min(i + 499, last)
-  redis.call('HDEL', key, unpack(ARGV, i, stop))
+  stop = math.min(i + 999, last)
+  redis.call('HSET', key, unpack(ARGV, i, stop))
   i = stop + 1
 end
-for j = i, #ARGV do fields[#fields + 1] = ARGV[j] end
-i = 1
-while i <= #fields do
-  local stop = math.min(i + 999, #fields)
-  redis.call('HSET', key, unpack(fields, i, stop))
-  i = stop + 1
-end
-if expires < math.huge then
-  redis.call('PEXPIREAT', key, string.format('%d', math.floor(expires * 1000)))
+if at ~= '' then
+  redis.call('PEXPIREAT', key, at)
 else
   redis.call('PERSIST', key)
 end
 return 1
 """)
+
 
 # ARGV: accessed, expires, expire-at (ms).  Never creates.
 TOUCH = Script("""

@@ -27,6 +27,7 @@ on a single server a fast lane past redis-py's per-command layers) is in
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -247,7 +248,8 @@ class RedisStore(BaseStore):
         # Floats go as they are: redis-py and hiredis both write a float as its repr.
         args: list[Any] = [
             time.time(), accessed, expires, "" if lifetime is None else lifetime,
-            "1" if changes.cleared else "0", len(deleted), *deleted,
+            "1" if changes.cleared else "0", "" if expires == math.inf else int(expires * 1000),
+            len(deleted), *deleted,
         ]
         for k, v in changes.set.items():
             args += ("d:" + k, v)
