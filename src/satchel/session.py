@@ -25,6 +25,8 @@ __all__ = ["Session"]
 FLASH_KEY = "_satchel_flashes"
 CSRF_KEY = "_satchel_csrf"
 
+_NONE_DELETED: frozenset[str] = frozenset()
+
 # Values of these types cannot change in place, so reading them needs no re-check at the end.
 _IMMUTABLE = frozenset({
     str, int, float, bool, type(None), bytes, frozenset,
@@ -365,11 +367,11 @@ class Session(MutableMapping[str, Any]):
             text = codec.encode(key, data[key])
             if text != orig.get(key):
                 out[key] = text
-        deleted = frozenset(self._deleted)
+        deleted = frozenset(self._deleted) if self._deleted else _NONE_DELETED
         if not (out or deleted or self._cleared or self._user_changed):
             return None
-        return Changes(set=out, deleted=deleted, cleared=self._cleared,
-                       create=self._loaded_id is None, user_changed=self._user_changed)
+        # positional: this runs on every write (set, deleted, cleared, create, user_changed)
+        return Changes(out, deleted, self._cleared, self._loaded_id is None, self._user_changed)
 
     def _saved(self, sid: str, changes: Changes | None, meta: SessionMeta) -> None:
         """Reset change tracking after a successful save, so a later flush sends only news."""
