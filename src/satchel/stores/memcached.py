@@ -135,6 +135,9 @@ class MemcachedStore(BaseStore):
         cas_retries: how many times a save re-reads and merges after losing a race.
         compact_every: about one write in this many folds the session's log into one frame
             (two round trips instead of one); 0 leaves folding to reads and to the size limit.
+            A fold costs about as much as 30 appends, while a longer log only makes each
+            append copy a few more kilobytes inside memcached (a read folds a log it finds long
+            in any case), so the default lets a write-only session's log reach 64 frames.
     """
 
     thread_safe = True
@@ -159,7 +162,7 @@ class MemcachedStore(BaseStore):
         timeout: float = 2.0,
         max_pool_size: int = 16,
         cas_retries: int = 16,
-        compact_every: int = 32,
+        compact_every: int = 64,
     ) -> None:
         self.servers = parse_servers(servers) if isinstance(servers, str) else list(servers)
         if not self.servers:
