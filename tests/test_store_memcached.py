@@ -751,7 +751,7 @@ def test_gets_one_reads_what_pymemcache_reads(server: MemcachedServer, value: by
 
 
 def test_an_append_past_the_size_limit_is_refused_in_step(server: MemcachedServer) -> None:
-    from pymemcache.exceptions import MemcacheClientError
+    from pymemcache.exceptions import MemcacheClientError, MemcacheServerError
 
     from satchel.stores._memcache_wire import Clients
 
@@ -764,6 +764,12 @@ def test_an_append_past_the_size_limit_is_refused_in_step(server: MemcachedServe
         assert client.get("full-k") == near_full  # unchanged, and the reply was read in step
         with pytest.raises(MemcacheClientError):  # refused before anything is sent
             client.append_touching("bad key", b"v", 60)
+        assert client.get("full-k") == near_full
+        # A value larger than any item is an error answer, read in full; the socket is dropped
+        # with whatever might follow it, and the next command connects anew.
+        with pytest.raises(MemcacheServerError, match="too large"):
+            client.append_touching("full-k", b"z" * (1024 * 1024 + 1), 60)
+        assert client.sock is None
         assert client.get("full-k") == near_full
     finally:
         client.close()

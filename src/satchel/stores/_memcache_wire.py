@@ -19,7 +19,7 @@ import time
 import types
 from typing import Any
 
-from pymemcache.client.base import Client, _readline, _readvalue
+from pymemcache.client.base import RECV_SIZE, Client, _readline, _readvalue
 from pymemcache.exceptions import MemcacheUnknownError
 
 from ..errors import StoreTimeout
@@ -126,7 +126,12 @@ class StoreClient(Client):  # type: ignore[misc]  # pymemcache is untyped
         try:
             sock.sendall(b"touch %b %d noreply\r\nappend %b 0 0 %d\r\n%b\r\n" % (
                 name, expire, name, len(value), value))
-            _, line = _readline(sock, b"")
+            reply = sock.recv(RECV_SIZE)  # the whole answer, all but always
+            if reply == b"STORED\r\n":
+                return True
+            if reply == b"NOT_STORED\r\n":
+                return False
+            _, line = _readline(sock, reply)  # a part of it, or another answer
             if line == b"STORED":
                 return True
             if line == b"NOT_STORED":
