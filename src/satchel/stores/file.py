@@ -31,7 +31,7 @@ import math
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
@@ -169,50 +169,12 @@ class FileStore(BaseStore):
 
     def update(self, sid: str, changes: Changes, accessed: float, expires: float,
                lifetime: float | None) -> bool:
-        # One locked read-merge-append of the session's file, as a save, keeping what it holds.
-        shard, path = self._paths(sid)
-        fd, size = self._open_locked(path, time.monotonic() + self.lock_timeout)
-        if fd < 0:
-            return False
-        try:
-            payload, end, size = latest(fd, size)
-            created, _, old_expires, user, start = parse_meta(payload)
-            if old_expires <= time.time():
-                return False
-            if lifetime is not None and created + lifetime < expires:
-                expires = created + lifetime
-            payload = head(created, accessed, expires, user) + _merge(changes, payload, start)
-            self._store(shard, sid, fd, end, size, payload, SessionMeta(created, accessed, expires))
-            return True
-        except Unreadable as exc:
-            self._unreadable(exc)
-            return False
-        except OSError as exc:
-            raise self._error("write", exc) from exc
-        finally:
-            os.close(fd)
+        return self._amend(sid, accessed, expires, lifetime,
+                           lambda payload, start: _merge(changes, payload, start))
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
-        shard, path = self._paths(sid)
-        fd, size = self._open_locked(path, time.monotonic() + self.lock_timeout)
-        if fd < 0:
-            return False
-        try:
-            payload, end, size = latest(fd, size)
-            created, _, old_expires, user, start = parse_meta(payload)
-            if old_expires <= time.time():
-                return False
-            # The data goes into the new record as the bytes it was, never decoded.
-            payload = head(created, accessed, expires, user) + payload[start:]
-            self._store(shard, sid, fd, end, size, payload, SessionMeta(created, accessed, expires))
-            return True
-        except Unreadable as exc:
-            self._unreadable(exc)
-            return False
-        except OSError as exc:
-            raise self._error("write", exc) from exc
-        finally:
-            os.close(fd)
+        # The data goes into the new record as the bytes it was, never decoded.
+        return self._amend(sid, accessed, expires, None, lambda payload, start: payload[start:])
 
     def delete(self, sid: str) -> bool:
         path = self._paths(sid)[1]
@@ -360,6 +322,33 @@ class FileStore(BaseStore):
         finally:
             if lock >= 0:
                 os.close(lock)
+
+    def _amend(self, sid: str, accessed: float, expires: float, lifetime: float | None,
+               body: Callable[[bytes, int], bytes]) -> bool:
+        """One locked read-amend-append of a live session's file, keeping its created time and
+        user: ``body(payload, start)`` gives the new record's data from the latest record (its
+        data starts at ``start``).  False when there is no live session to amend."""
+        shard, path = self._paths(sid)
+        fd, size = self._open_locked(path, time.monotonic() + self.lock_timeout)
+        if fd < 0:
+            return False
+        try:
+            payload, end, size = latest(fd, size)
+            created, _, old_expires, user, start = parse_meta(payload)
+            if old_expires <= time.time():
+                return False
+            if lifetime is not None and created + lifetime < expires:
+                expires = created + lifetime
+            payload = head(created, accessed, expires, user) + body(payload, start)
+            self._store(shard, sid, fd, end, size, payload, SessionMeta(created, accessed, expires))
+            return True
+        except Unreadable as exc:
+            self._unreadable(exc)
+            return False
+        except OSError as exc:
+            raise self._error("write", exc) from exc
+        finally:
+            os.close(fd)
 
     def _store(
         self, shard: str, sid: str, fd: int, end: int, size: int, payload: bytes,
