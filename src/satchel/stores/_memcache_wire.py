@@ -4,7 +4,9 @@ The rule that lives here: a command gets a client of its own (an idle one, a new
 fewer than ``max_pool_size`` exist, or one given back within ``timeout``), whose socket every
 ``send`` and ``recv`` of is bounded by the operation timeout.  A write's ``touch`` rides in the
 same packet as its ``append`` (:meth:`StoreClient.append_touching`), so that two commands cost one
-round trip and wake the server once.  What the commands mean, how
+round trip and wake the server once.  The store's two hot commands (a one-key ``gets`` and that
+pair) are sent on the client's socket and read with pymemcache's own reply readers, which are
+not public API: the ``memcached`` extra pins pymemcache below 5.  What the commands mean, how
 their failures map to satchel's errors and fork safety are :mod:`satchel.stores.memcached`'s.
 """
 
