@@ -9,89 +9,53 @@ resume without being recreated.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import pytest
 
 import satchel
-from satchel import StoreUnavailable
+from satchel import Store, StoreUnavailable
 from satchel.ids import new_id
 
-from .servers import free_port
+from .servers import DatabaseServer, free_port
 from .servers.mysql import MariaDBServer
 from .servers.postgres import PostgresServer
-from .wsgi_util import call
-
-Response = tuple[str, list[tuple[str, str]], bytes]
+from .sql_util import app_routed, cookie_of, request
+from .wsgi_util import Response
 
 # connect 2 s (libpq's minimum), statements 2 s: a touching request fails within about 2 s.
 BOUND = 4.0
 STORE_OPTIONS = {"connect_timeout": 2.0, "timeout": 2.0, "max_size": 3}
 
 
-# -- a small WSGI client and three applications (also used by the store tests) ----------------
-
-
-def request(app: Callable[..., Iterable[bytes]], cookie: str | None = None,
-            path: str = "/") -> Response:
-    resp = call(app, path, cookie=f"satchel={cookie}" if cookie else None)
-    return resp.status, resp.headers, resp.body
-
-
-def cookie_of(response: Response) -> str | None:
-    for name, value in response[1]:
-        if name.lower() == "set-cookie" and value.startswith("satchel="):
-            return value.split(";", 1)[0].split("=", 1)[1] or None
-    return None
-
-
-def _reply(start_response: Callable[..., Any], body: bytes) -> list[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [body]
-
-
-def app_untouched(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-    return _reply(start_response, b"hello")
-
-
-def app_reading(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-    return _reply(start_response, str(environ["satchel.session"].get("n", 0)).encode())
-
-
-def app_writing(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-    session = environ["satchel.session"]
-    session["n"] = session.get("n", 0) + 1
-    return _reply(start_response, str(session["n"]).encode())
-
-
-def app_assigning(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-    """Only assigns, never reads: the engine writes blindly (``Store.update``)."""
-    environ["satchel.session"]["w"] = environ.get("QUERY_STRING") or "assigned"
-    return _reply(start_response, b"assigned")
-
-
-def app_routed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    apps = {"/read": app_reading, "/write": app_writing, "/assign": app_assigning}
-    return apps.get(environ["PATH_INFO"], app_untouched)(environ, start_response)
-
-
-# -- servers ---------------------------------------------------------------------------------
-
-
 @pytest.fixture(scope="module", params=["postgres", "mysql"])
-def server(request: pytest.FixtureRequest) -> Iterator[PostgresServer | MariaDBServer]:
-    srv: PostgresServer | MariaDBServer = (
-        PostgresServer() if request.param == "postgres" else MariaDBServer())
+def server(request: pytest.FixtureRequest) -> Iterator[DatabaseServer]:
+    srv: DatabaseServer = PostgresServer() if request.param == "postgres" else MariaDBServer()
     with srv:
         yield srv
 
 
 @pytest.fixture
-def running(server: PostgresServer | MariaDBServer) -> PostgresServer | MariaDBServer:
+def running(server: DatabaseServer) -> DatabaseServer:
     if server.proc is None:
         server.start()
     return server
+
+
+@contextmanager
+def middleware(server: DatabaseServer,
+               **options: Any) -> Iterator[tuple[satchel.SessionMiddleware, Store]]:
+    """The routed application behind SessionMiddleware on a store of ``server``, closed after."""
+    store = satchel.open_store(server.url, **STORE_OPTIONS)
+    mw = satchel.SessionMiddleware(app_routed, store=store, touch_interval=3600, **options)
+    try:
+        yield mw, store
+    finally:
+        mw.close()
+        store.close()
 
 
 def timed(call: Callable[[], Response]) -> tuple[Response, float]:
@@ -103,63 +67,53 @@ def timed(call: Callable[[], Response]) -> tuple[Response, float]:
 # -- tests -----------------------------------------------------------------------------------
 
 
-def test_fail_closed_outage_and_recovery(running: PostgresServer | MariaDBServer) -> None:
-    store = satchel.open_store(running.url, **STORE_OPTIONS)
-    mw = satchel.SessionMiddleware(app_routed, store=store, touch_interval=3600)
-    try:
+def test_fail_closed_outage_and_recovery(running: DatabaseServer) -> None:
+    with middleware(running) as (mw, store):
         first = request(mw, path="/write")
         sid = cookie_of(first)
-        assert first[0].startswith("200") and sid
-        assert request(mw, sid, "/read")[2] == b"1"
+        assert first.status.startswith("200") and sid
+        assert request(mw, sid, "/read").body == b"1"
 
         running.stop()
-        (status, headers, body), elapsed = timed(lambda: request(mw, sid, "/"))
-        assert status.startswith("200") and body == b"hello" and elapsed < 0.5
+        response, elapsed = timed(lambda: request(mw, sid, "/"))
+        assert response.status.startswith("200") and response.body == b"hello" and elapsed < 0.5
         for path in ("/read", "/write", "/assign"):
-            (status, headers, _), elapsed = timed(lambda p=path: request(mw, sid, p))
-            assert status.startswith("503"), (path, status)
+            response, elapsed = timed(partial(request, mw, sid, path))
+            assert response.status.startswith("503"), (path, response.status)
             assert elapsed < BOUND, (path, elapsed)
-            assert cookie_of((status, headers, b"")) is None
-        (status, _, _), elapsed = timed(lambda: request(mw, None, "/write"))  # a new visitor
-        assert status.startswith("503") and elapsed < BOUND
+            assert cookie_of(response) is None
+        response, elapsed = timed(lambda: request(mw, None, "/write"))  # a new visitor
+        assert response.status.startswith("503") and elapsed < BOUND
         with pytest.raises(StoreUnavailable) as caught:
             store.load(sid)
         assert caught.value.__cause__ is not None  # chained from the driver's error
 
         running.start()
-        (status, _, body), elapsed = timed(lambda: request(mw, sid, "/read"))
-        assert status.startswith("200") and body == b"1", (status, body)
+        response, elapsed = timed(lambda: request(mw, sid, "/read"))
+        assert response.status.startswith("200") and response.body == b"1", response
         assert elapsed < BOUND
-        assert request(mw, sid, "/write")[2] == b"2"
-        assert request(mw, sid, "/read")[2] == b"2"
-    finally:
-        mw.close()
-        store.close()
+        assert request(mw, sid, "/write").body == b"2"
+        assert request(mw, sid, "/read").body == b"2"
 
 
-def test_fail_open_serves_anonymously(running: PostgresServer | MariaDBServer) -> None:
-    store = satchel.open_store(running.url, **STORE_OPTIONS)
-    mw = satchel.SessionMiddleware(app_routed, store=store, on_unavailable="fail_open",
-                                   touch_interval=3600)
-    try:
+def test_fail_open_serves_anonymously(running: DatabaseServer) -> None:
+    with middleware(running, on_unavailable="fail_open") as (mw, _):
         sid = cookie_of(request(mw, path="/write"))
         assert sid
         running.stop()
         for cookie, path, expected in ((sid, "/read", b"0"), (sid, "/write", b"1"),
                                        (None, "/write", b"1")):
-            (status, headers, body), elapsed = timed(lambda c=cookie, p=path: request(mw, c, p))
-            assert status.startswith("200") and body == expected, (path, status, body)
-            assert not any(name.lower() == "set-cookie" for name, _ in headers), headers
+            response, elapsed = timed(partial(request, mw, cookie, path))
+            assert response.status.startswith("200") and response.body == expected, (
+                path, response.status, response.body)
+            assert not response.all("Set-Cookie"), response.headers
             assert elapsed < BOUND
         running.start()
-        assert request(mw, sid, "/read")[2] == b"1"
-        assert request(mw, sid, "/write")[2] == b"2"
-    finally:
-        mw.close()
-        store.close()
+        assert request(mw, sid, "/read").body == b"1"
+        assert request(mw, sid, "/write").body == b"2"
 
 
-def test_unreachable_server_raises_promptly(running: PostgresServer | MariaDBServer) -> None:
+def test_unreachable_server_raises_promptly(running: DatabaseServer) -> None:
     """A store pointed at a port where nothing listens: StoreUnavailable, never a hang."""
     url = running.url.replace(f":{running.port}/", f":{free_port()}/")
     store = satchel.open_store(url, **STORE_OPTIONS)
@@ -172,24 +126,19 @@ def test_unreachable_server_raises_promptly(running: PostgresServer | MariaDBSer
         store.close()
 
 
-def test_restart_between_requests_is_invisible(running: PostgresServer | MariaDBServer) -> None:
+def test_restart_between_requests_is_invisible(running: DatabaseServer) -> None:
     """Pooled connections die with a restart; the next request still succeeds, first time."""
-    store = satchel.open_store(running.url, **STORE_OPTIONS)
-    mw = satchel.SessionMiddleware(app_routed, store=store, touch_interval=3600)
-    try:
+    with middleware(running) as (mw, store):
         sid = cookie_of(request(mw, path="/write"))
-        assert sid and request(mw, sid, "/read")[2] == b"1"
+        assert sid and request(mw, sid, "/read").body == b"1"
         running.stop()
         running.start()
-        (status, _, body), elapsed = timed(lambda: request(mw, sid, "/write"))
-        assert status.startswith("200") and body == b"2", (status, body)
+        response, elapsed = timed(lambda: request(mw, sid, "/write"))
+        assert response.status.startswith("200") and response.body == b"2", response
         assert elapsed < BOUND
         running.stop()
         running.start()
-        (status, _, _), elapsed = timed(lambda: request(mw, sid, "/assign"))  # a blind write
-        assert status.startswith("200") and elapsed < BOUND
+        response, elapsed = timed(lambda: request(mw, sid, "/assign"))  # a blind write
+        assert response.status.startswith("200") and elapsed < BOUND
         record = store.load(sid)
         assert record is not None and set(record.data) == {"n", "w"}
-    finally:
-        mw.close()
-        store.close()

@@ -7,30 +7,31 @@ case-sensitive ids), timeouts, and URL parsing.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pymysql
 import pytest
 
 import satchel
-from satchel import Changes, SessionMeta, StoreTimeout
+from satchel import Changes
 from satchel.ids import new_id
 from satchel.stores.mysql import MySQLStore
 from satchel.stores.pool import ConnectionPool, PoolExhausted
 
-from .contract import HOUR, StoreContract, meta, put
-from .servers.mysql import DATABASE, MariaDBServer
-from .test_outage_sql import (
-    app_assigning,
-    app_reading,
-    app_untouched,
-    app_writing,
-    cookie_of,
-    request,
+from .contract import HOUR, meta, put
+from .servers.mysql import DATABASE, PASSWORD, USER, MariaDBServer
+from .sql_util import (
+    URL_OPTIONS,
+    SQLStoreContract,
+    check_fork_child_builds_its_own_pool,
+    check_middleware_round_trips,
+    check_one_statement_per_operation,
+    check_row_lock_times_out,
+    check_url_options,
 )
 
 TABLE = "satchel_sessions"
@@ -71,81 +72,24 @@ def store(server: MariaDBServer, fresh: None) -> Iterator[MySQLStore]:
         yield store
 
 
-class TestMySQLStore(StoreContract):
-    @pytest.fixture
-    def store_spec(self, server: MariaDBServer) -> tuple[str, dict[str, Any]]:
-        return server.url, {"max_size": 2}
+class TestMySQLStore(SQLStoreContract):
+    """The contract on this module's ``server`` and ``store``."""
 
 
 # -- round trips -----------------------------------------------------------------------------
-
-
-# Every shape of a blind write: merge, merge with deletions, replace-all.
-_UPDATES = (
-    Changes(set={"w": "1"}, create=False),
-    Changes(set={"w": "2"}, deleted=frozenset({"x"}), create=False),
-    Changes(set={"w": "3"}, cleared=True, create=False),
-)
-
-
-def _update(store: Any, sid: str, changes: Changes, lifetime: float | None) -> bool:
-    now = time.time()
-    return bool(store.update(sid, changes, now, now + HOUR, lifetime))
 
 
 def test_one_statement_per_operation(server: MariaDBServer, fresh: None) -> None:
     with satchel.open_store(server.url + "?max_size=1") as store:
         sid = new_id()
         put(store, sid, {"a": "1"})
-        ops = {
-            "load": lambda: store.load(sid),
-            "save": lambda: store.save(sid, Changes(set={"b": "2"}, deleted=frozenset({"a"}),
-                                                    create=False), meta()),
-            "save_create": lambda: store.save(new_id(), Changes(set={"b": "2"}), meta()),
-            "save_create_existing": lambda: store.save(
-                sid, Changes(set={"c": "3"}, deleted=frozenset({"b"})), meta()),
-            "touch": lambda: store.touch(sid, time.time(), time.time() + HOUR),
-            "purge": lambda: store.purge(),
-            "update_absent": lambda: _update(store, new_id(), _UPDATES[0], HOUR),
-            **{f"update_{i}_{lifetime}": (
-                lambda c=changes, life=lifetime: _update(store, sid, c, life))
-               for i, changes in enumerate(_UPDATES) for lifetime in (None, HOUR)},
-        }
-        counts = {}
-        for name, op in ops.items():
-            before = server.log_size()
-            op()
-            counts[name] = len(server.queries_since(before))
-        assert counts == dict.fromkeys(ops, 1)
-        record = store.load(sid)
-        assert record is not None and record.data == {"w": "3"}  # the last update cleared
+        check_one_statement_per_operation(server, store, sid)
 
 
 def test_middleware_round_trips(server: MariaDBServer, fresh: None) -> None:
     with satchel.open_store(server.url + "?max_size=1") as store:
         store.setup()  # type: ignore[attr-defined]
-
-        def statements(app: Any, cookie: str | None = None) -> tuple[int, Any]:
-            mw = satchel.SessionMiddleware(app, store=store, touch_interval=3600)
-            before = server.log_size()
-            response = request(mw, cookie)
-            return len(server.queries_since(before)), response
-
-        untouched, response = statements(app_untouched)
-        assert untouched == 0 and response[0].startswith("200")
-        written, response = statements(app_writing)
-        cookie = cookie_of(response)
-        assert written == 1 and cookie
-        read, response = statements(app_reading, cookie)
-        assert read == 1 and response[2] == b"1"
-        written, _ = statements(app_writing, cookie)
-        assert written == 2  # load, then one merging UPDATE
-        assigned, response = statements(app_assigning, cookie)
-        assert assigned == 1 and response[0].startswith("200")  # one UPDATE, nothing loaded
-        untouched, _ = statements(app_untouched, cookie)
-        assert untouched == 0
-        record = store.load(cookie)
-        assert record is not None and set(record.data) == {"n", "w"}
+        check_middleware_round_trips(server, store)
 
 
 # -- fork safety and the pool ----------------------------------------------------------------
@@ -159,31 +103,7 @@ def _thread_id(store: MySQLStore) -> int:
 def test_fork_child_builds_its_own_pool(server: MariaDBServer, fresh: None) -> None:
     with satchel.open_store(server.url + "?max_size=1") as store:
         assert isinstance(store, MySQLStore)
-        sid = new_id()
-        put(store, sid, {"parent": '"1"'})
-        parent_conn = _thread_id(store)
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(read)
-                child_conn = _thread_id(store)
-                store.save(sid, Changes(set={"child": '"2"'}, create=False), meta())
-                os.write(write, f"{child_conn}\n".encode())
-                store.close()  # closes the child's pool only
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(write)
-        _, status = os.waitpid(pid, 0)
-        with os.fdopen(read) as pipe:
-            child_conn = int(pipe.read().strip() or 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert child_conn not in (0, parent_conn)
-        assert _thread_id(store) == parent_conn  # the parent's connection is untouched
-        record = store.load(sid)
-        assert record is not None and record.data == {"parent": '"1"', "child": '"2"'}
+        check_fork_child_builds_its_own_pool(store, lambda: _thread_id(store))
 
 
 def test_pool_bounds_connections_and_times_out() -> None:
@@ -267,15 +187,6 @@ def test_odd_keys_merge_without_paths(store: MySQLStore) -> None:
     assert record is not None and record.data == {**expected, "x": "null"}
 
 
-def test_create_over_an_expired_record_starts_empty(store: MySQLStore) -> None:
-    sid = new_id()
-    now = time.time()
-    store.save(sid, Changes(set={"old": "1"}), SessionMeta(now - 100, now - 100, now - 1))
-    store.save(sid, Changes(set={"new": "2"}), meta(now))
-    record = store.load(sid)
-    assert record is not None and record.data == {"new": "2"}
-
-
 def test_unchanged_update_still_reports_the_row(store: MySQLStore) -> None:
     sid = new_id()
     m = meta()
@@ -287,26 +198,25 @@ def test_unchanged_update_still_reports_the_row(store: MySQLStore) -> None:
 # -- timeouts --------------------------------------------------------------------------------
 
 
+@contextmanager
+def _row_locked(server: MariaDBServer, sid: str) -> Iterator[None]:
+    """Another connection's transaction holds the row's lock until the block ends."""
+    locker = pymysql.connect(host="127.0.0.1", port=server.port, user=USER, password=PASSWORD,
+                             database=DATABASE)
+    try:
+        with locker.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(f"SELECT 1 FROM {TABLE} WHERE id = %s FOR UPDATE", (sid,))
+        yield
+    finally:
+        locker.rollback()
+        locker.close()
+
+
 def test_lock_wait_raises_store_timeout(server: MariaDBServer, fresh: None) -> None:
-    with MySQLStore("127.0.0.1", server.port, "satchel", "s3cret-pw", DATABASE,
-                    timeout=1.0) as store:
-        sid = new_id()
-        put(store, sid, {"a": "1"})
-        locker = pymysql.connect(host="127.0.0.1", port=server.port, user="satchel",
-                                 password="s3cret-pw", database=DATABASE)
-        try:
-            with locker.cursor() as cur:
-                cur.execute("BEGIN")
-                cur.execute(f"SELECT 1 FROM {TABLE} WHERE id = %s FOR UPDATE", (sid,))
-            began = time.monotonic()
-            with pytest.raises(StoreTimeout) as caught:
-                store.save(sid, Changes(set={"b": "2"}, create=False), meta())
-            assert time.monotonic() - began < 3
-            assert isinstance(caught.value.__cause__, pymysql.err.MySQLError)
-        finally:
-            locker.rollback()
-            locker.close()
-        assert store.save(sid, Changes(set={"b": "2"}, create=False), meta()) is True
+    with MySQLStore("127.0.0.1", server.port, USER, PASSWORD, DATABASE, timeout=1.0) as store:
+        check_row_lock_times_out(store, lambda sid: _row_locked(server, sid), 3,
+                                 pymysql.err.MySQLError)
 
 
 # -- URLs ------------------------------------------------------------------------------------
@@ -314,12 +224,8 @@ def test_lock_wait_raises_store_timeout(server: MariaDBServer, fresh: None) -> N
 
 @pytest.mark.parametrize("scheme", ["mysql", "mariadb"])
 def test_open_store_url(server: MariaDBServer, fresh: None, scheme: str) -> None:
-    url = server.url.replace("mysql", scheme, 1) + "?max_size=3&min_size=0&timeout=4"
-    with satchel.open_store(url) as store:
-        assert isinstance(store, MySQLStore)
-        assert (store.max_size, store.min_size, store.timeout) == (3, 0, 4.0)
-        put(store, "k" * 43, {"a": "1"})
-        assert store.exists("k" * 43)
+    with satchel.open_store(server.url.replace("mysql", scheme, 1) + URL_OPTIONS) as store:
+        check_url_options(store, MySQLStore)
 
 
 def test_repr_hides_password() -> None:

@@ -7,10 +7,10 @@ the expiry index), timeouts, and URL parsing.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -18,19 +18,22 @@ import pytest
 from psycopg.pq import Trace
 
 import satchel
-from satchel import Changes, SessionMeta, StoreTimeout
+from satchel import Changes
 from satchel.ids import new_id
 from satchel.stores.postgres import PostgresStore
 
-from .contract import HOUR, StoreContract, meta, put
+from .contract import HOUR, meta, put
 from .servers.postgres import PostgresServer
-from .test_outage_sql import (
-    app_assigning,
-    app_reading,
-    app_untouched,
-    app_writing,
-    cookie_of,
-    request,
+from .sql_util import (
+    UPDATES,
+    URL_OPTIONS,
+    SQLStoreContract,
+    check_fork_child_builds_its_own_pool,
+    check_middleware_round_trips,
+    check_one_statement_per_operation,
+    check_row_lock_times_out,
+    check_url_options,
+    update,
 )
 
 TABLE = "satchel_sessions"
@@ -61,10 +64,8 @@ def store(server: PostgresServer, fresh: None) -> Iterator[PostgresStore]:
         yield store
 
 
-class TestPostgresStore(StoreContract):
-    @pytest.fixture
-    def store_spec(self, server: PostgresServer) -> tuple[str, dict[str, Any]]:
-        return server.url, {"max_size": 2}
+class TestPostgresStore(SQLStoreContract):
+    """The contract on this module's ``server`` and ``store``."""
 
 
 # -- round trips -----------------------------------------------------------------------------
@@ -79,105 +80,52 @@ def _warm(store: PostgresStore, sid: str) -> None:
         store.save(sid, Changes(set={"w": "1"}, create=True), meta())
         store.touch(sid, time.time(), time.time() + HOUR)
         for lifetime in (None, HOUR):
-            for changes in _UPDATES:
-                _update(store, sid, changes, lifetime)
+            for changes in UPDATES:
+                update(store, sid, changes, lifetime)
 
 
-# Every shape of a blind write: merge, merge with deletions, replace-all.
-_UPDATES = (
-    Changes(set={"w": "1"}, create=False),
-    Changes(set={"w": "1"}, deleted=frozenset({"x"}), create=False),
-    Changes(set={"w": "1"}, cleared=True, create=False),
-)
-
-
-def _update(store: PostgresStore, sid: str, changes: Changes, lifetime: float | None) -> bool:
-    now = time.time()
-    return store.update(sid, changes, now, now + HOUR, lifetime)
-
-
-def test_one_statement_per_operation(server: PostgresServer, fresh: None) -> None:
+@pytest.fixture
+def warmed(server: PostgresServer, fresh: None) -> Iterator[tuple[PostgresStore, str]]:
+    """A store on one connection, and a session ``{"a": "1"}`` whose statements it has warmed."""
     with PostgresStore(server.url, min_size=1, max_size=1) as store:
         sid = new_id()
         put(store, sid, {"a": "1"})
         _warm(store, sid)
-        counts = {}
-        ops = {
-            "load": lambda: store.load(sid),
-            "save": lambda: store.save(sid, Changes(set={"b": "2"}, deleted=frozenset({"a"}),
-                                                    create=False), meta()),
-            "save_create": lambda: store.save(new_id(), Changes(set={"b": "2"}), meta()),
-            "touch": lambda: store.touch(sid, time.time(), time.time() + HOUR),
-            "purge": lambda: store.purge(),
-            "update_absent": lambda: _update(store, new_id(), _UPDATES[0], HOUR),
-            **{f"update_{i}_{lifetime}": (
-                lambda c=changes, life=lifetime: _update(store, sid, c, life))
-               for i, changes in enumerate(_UPDATES) for lifetime in (None, HOUR)},
-        }
-        for name, op in ops.items():
-            before = server.log_size()
-            op()
-            counts[name] = len(server.statements_since(before))
-        assert counts == dict.fromkeys(ops, 1)
+        yield store, sid
 
 
-def test_one_protocol_round_trip_per_operation(server: PostgresServer, fresh: None) -> None:
+def test_one_statement_per_operation(server: PostgresServer,
+                                     warmed: tuple[PostgresStore, str]) -> None:
+    check_one_statement_per_operation(server, *warmed)
+
+
+def test_one_protocol_round_trip_per_operation(warmed: tuple[PostgresStore, str]) -> None:
     """libpq's trace: every round trip ends with the server's ReadyForQuery."""
-    with PostgresStore(server.url, min_size=1, max_size=1) as store:
-        sid = new_id()
-        put(store, sid, {"a": "1"})
-        _warm(store, sid)
-        pool = store._pool.get()
-        with tempfile.TemporaryFile() as trace:
+    store, sid = warmed
+    pool = store._pool.get()
+    with tempfile.TemporaryFile() as trace:
+        with pool.connection() as conn:
+            conn.pgconn.trace(trace.fileno())
+            conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            store.load(sid)
+            store.save(sid, Changes(set={"b": "2"}, deleted=frozenset({"a"}), create=False),
+                       meta())
+            store.touch(sid, time.time(), time.time() + HOUR)
+            assert update(store, sid, UPDATES[1], HOUR) is True
+        finally:
             with pool.connection() as conn:
-                conn.pgconn.trace(trace.fileno())
-                conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS)
-            try:
-                store.load(sid)
-                store.save(sid, Changes(set={"b": "2"}, deleted=frozenset({"a"}),
-                                        create=False), meta())
-                store.touch(sid, time.time(), time.time() + HOUR)
-                assert _update(store, sid, _UPDATES[1], HOUR) is True
-            finally:
-                with pool.connection() as conn:
-                    conn.pgconn.untrace()
-            trace.seek(0)
-            lines = trace.read().decode().splitlines()
-        assert sum("ReadyForQuery" in line for line in lines) == 4
-        assert sum("\tSync" in line for line in lines) == 4
+                conn.pgconn.untrace()
+        trace.seek(0)
+        lines = trace.read().decode().splitlines()
+    assert sum("ReadyForQuery" in line for line in lines) == 4
+    assert sum("\tSync" in line for line in lines) == 4
 
 
-def test_middleware_round_trips(server: PostgresServer, fresh: None) -> None:
-    with PostgresStore(server.url, min_size=1, max_size=1) as store:
-        sid = new_id()
-        put(store, sid, {"a": "1"})
-        _warm(store, sid)
-
-        def statements(app: Any, cookie: str | None = None) -> tuple[int, Any]:
-            mw = satchel.SessionMiddleware(app, store=store, touch_interval=3600)
-            before = server.log_size()
-            response = request(mw, cookie)
-            return len(server.statements_since(before)), response
-
-        untouched, response = statements(app_untouched)
-        assert untouched == 0 and response[0].startswith("200")
-        written, response = statements(app_writing)
-        cookie = cookie_of(response)
-        assert written == 1 and cookie  # a new session: one upsert, nothing to load
-        for _ in range(6):  # past the prepare threshold of the load statement
-            statements(app_reading, cookie)
-        read, response = statements(app_reading, cookie)
-        assert read == 1 and response[2] == b"1"
-        written, _ = statements(app_writing, cookie)
-        assert written == 2  # load, then one merging UPDATE
-        for _ in range(6):  # past the prepare threshold of the blind UPDATE
-            statements(app_assigning, cookie)
-        assigned, response = statements(app_assigning, cookie)
-        assert assigned == 1 and response[0].startswith("200")  # one UPDATE, nothing loaded
-        untouched, _ = statements(app_untouched, cookie)
-        assert untouched == 0
-        record = store.load(cookie)
-        assert record is not None and set(record.data) == {"n", "w"}
+def test_middleware_round_trips(server: PostgresServer,
+                                warmed: tuple[PostgresStore, str]) -> None:
+    store, _ = warmed
+    check_middleware_round_trips(server, store, warm_ups=6)  # psycopg prepares after 5
 
 
 # -- fork safety -----------------------------------------------------------------------------
@@ -186,38 +134,8 @@ def test_middleware_round_trips(server: PostgresServer, fresh: None) -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_fork_child_builds_its_own_pool(server: PostgresServer, fresh: None) -> None:
     with PostgresStore(server.url, min_size=1, max_size=1) as store:
-        _fork_and_check(store)
-
-
-def _fork_and_check(store: PostgresStore) -> None:
-    sid = new_id()
-    put(store, sid, {"parent": '"1"'})
-    backend = store._run(lambda c: c.info.backend_pid)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: must never touch the parent's connection
-        code = 1
-        try:
-            os.close(read)
-            child_backend = store._run(lambda c: c.info.backend_pid)
-            store.save(sid, Changes(set={"child": '"2"'}, create=False), meta())
-            record = store.load(sid)
-            ok = record is not None and record.data.get("parent") == '"1"'
-            os.write(write, f"{child_backend}\n".encode())
-            store.close()
-            code = 0 if ok and child_backend != backend else 2
-        finally:
-            os._exit(code)
-    os.close(write)
-    _, status = os.waitpid(pid, 0)
-    with os.fdopen(read) as pipe:
-        child_backend = int(pipe.read().strip() or 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert child_backend not in (0, backend)
-    # The parent's connection survived the child's use and close of the store.
-    assert store._run(lambda c: c.info.backend_pid) == backend
-    record = store.load(sid)
-    assert record is not None and record.data == {"parent": '"1"', "child": '"2"'}
+        check_fork_child_builds_its_own_pool(
+            store, lambda: store._run(lambda c: c.info.backend_pid))
 
 
 # -- schema ----------------------------------------------------------------------------------
@@ -276,32 +194,23 @@ def test_values_are_json_strings_in_jsonb(store: PostgresStore,
     assert row == ("[1, 2]", "string")
 
 
-def test_create_over_an_expired_record_starts_empty(store: PostgresStore) -> None:
-    sid = new_id()
-    now = time.time()
-    store.save(sid, Changes(set={"old": "1"}), SessionMeta(now - 100, now - 100, now - 1))
-    store.save(sid, Changes(set={"new": "2"}), meta(now))
-    record = store.load(sid)
-    assert record is not None and record.data == {"new": "2"}
-
-
 # -- timeouts --------------------------------------------------------------------------------
+
+
+@contextmanager
+def _row_locked(server: PostgresServer, sid: str) -> Iterator[None]:
+    """Another connection's transaction holds the row's lock until the block ends."""
+    with psycopg.connect(server.url) as locker:
+        locker.execute(f"SELECT 1 FROM {TABLE} WHERE id = %s FOR UPDATE", (sid,))
+        yield
 
 
 def test_statement_timeout_raises_store_timeout(server: PostgresServer,
                                                 admin: psycopg.Connection[Any],
                                                 fresh: None) -> None:
     with PostgresStore(server.url, timeout=0.3) as store:
-        sid = new_id()
-        put(store, sid, {"a": "1"})
-        with psycopg.connect(server.url) as locker:  # holds the row lock in a transaction
-            locker.execute(f"SELECT 1 FROM {TABLE} WHERE id = %s FOR UPDATE", (sid,))
-            began = time.monotonic()
-            with pytest.raises(StoreTimeout) as caught:
-                store.save(sid, Changes(set={"b": "2"}, create=False), meta())
-            assert time.monotonic() - began < 2
-            assert isinstance(caught.value.__cause__, psycopg.errors.QueryCanceled)
-        assert store.save(sid, Changes(set={"b": "2"}, create=False), meta()) is True
+        check_row_lock_times_out(store, lambda sid: _row_locked(server, sid), 2,
+                                 psycopg.errors.QueryCanceled)
 
 
 # -- URLs ------------------------------------------------------------------------------------
@@ -310,16 +219,10 @@ def test_statement_timeout_raises_store_timeout(server: PostgresServer,
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_open_store_url(server: PostgresServer, fresh: None, scheme: str) -> None:
     url = server.url.replace("postgresql", scheme, 1)
-    url += "?max_size=3&min_size=0&timeout=4&connect_timeout=3&application_name=t"
-    store = satchel.open_store(url)
-    try:
-        assert isinstance(store, PostgresStore)
-        assert (store.max_size, store.min_size, store.timeout) == (3, 0, 4.0)
-        put(store, "k" * 43, {"a": "1"})
-        assert store.exists("k" * 43)
-        assert store._run(lambda c: c.info.parameter_status("application_name")) == "t"
-    finally:
-        store.close()
+    url += URL_OPTIONS + "&connect_timeout=3&application_name=t"
+    with satchel.open_store(url) as store:
+        opened = check_url_options(store, PostgresStore)
+        assert opened._run(lambda c: c.info.parameter_status("application_name")) == "t"
 
 
 def test_repr_hides_password() -> None:

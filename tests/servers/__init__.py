@@ -1,8 +1,9 @@
 """Private server processes for tests: free loopback ports, temporary directories, stop by pid.
 
 Each engine has a module here (``redis.py``, ``postgres.py``, ...) that builds on
-:class:`ServerProcess`.  Tests never use a machine's shared services: they start their own, so
-that a test may also stop one to prove an outage is handled.
+:class:`ServerProcess` (the SQL servers on :class:`DatabaseServer`).  Tests never use a
+machine's shared services: they start their own, so that a test may also stop one to prove an
+outage is handled.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["ServerProcess", "find_binary", "free_port", "wait_until"]
+__all__ = ["DatabaseServer", "ServerProcess", "find_binary", "free_port", "wait_until"]
 
 LOOPBACK = "127.0.0.1"
 S = TypeVar("S", bound="ServerProcess")
@@ -168,6 +170,51 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+class DatabaseServer(ServerProcess):
+    """A SQL server: a data directory, a database made on first start, and a statement log.
+
+    Subclasses set :attr:`statement` (what a logged statement's line looks like), point
+    :attr:`statement_log` at the file the server logs statements to if that is not its output
+    (:attr:`log`), and implement :meth:`create_database`.  Tests count a store's statements
+    with :meth:`log_size` and :meth:`statements_since`.
+    """
+
+    statement: re.Pattern[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = self.dir / "data"
+        self.statement_log = self.log
+        self.startup_seconds = 0.0
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def create_database(self) -> None:
+        """Once, after the first start: the database (and account) that stores use."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        began = time.monotonic()
+        first = not self.prepared
+        super().start()
+        if first:
+            self.create_database()
+        self.startup_seconds = time.monotonic() - began
+
+    def log_size(self) -> int:
+        return self.statement_log.stat().st_size
+
+    def statements_since(self, offset: int) -> list[str]:
+        """The statements the server logged after byte ``offset`` of its statement log."""
+        time.sleep(0.05)  # a statement is logged as it starts, not as it ends: let it land
+        with open(self.statement_log, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        return [line for line in text.splitlines() if self.statement.search(line)]
 
 
 def _all_threads_stopped(pid: int) -> bool:

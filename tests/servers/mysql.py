@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 
 import pymysql
 
-from . import LOOPBACK, ServerProcess, find_binary
+from . import LOOPBACK, DatabaseServer, find_binary
 
 __all__ = ["MariaDBServer"]
 
@@ -25,26 +24,23 @@ DATABASE = "satchel"
 USER = "satchel"
 PASSWORD = "s3cret-pw"
 
-_QUERY = re.compile(r"\s\d+ Query\t")
-
 _TUNING = [
     "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M",
     "--skip-name-resolve",
 ]
 
 
-class MariaDBServer(ServerProcess):
+class MariaDBServer(DatabaseServer):
     """``mariadbd`` on a free port, root over its private socket, ``satchel`` over TCP."""
 
     name = "mariadb"
+    statement = re.compile(r"\s\d+ Query\t")  # a statement in the general query log
 
     def __init__(self, *, log_queries: bool = True) -> None:
         super().__init__()
         self.log_queries = log_queries
-        self.data = self.dir / "data"
         self.socket = self.dir / "mysqld.sock"
-        self.general_log = self.dir / "general.log"
-        self.startup_seconds = 0.0
+        self.statement_log = self.dir / "general.log"
 
     @property
     def url(self) -> str:
@@ -66,7 +62,7 @@ class MariaDBServer(ServerProcess):
             f"--tmpdir={self.dir}", *_TUNING, "--skip-log-bin",
             "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
             "--performance-schema=0", "--max-connections=80",
-            f"--general-log={int(self.log_queries)}", f"--general-log-file={self.general_log}",
+            f"--general-log={int(self.log_queries)}", f"--general-log-file={self.statement_log}",
         ]
 
     def root(self) -> pymysql.connections.Connection:  # type: ignore[type-arg]
@@ -79,30 +75,12 @@ class MariaDBServer(ServerProcess):
         self.root().close()
         return True
 
-    def start(self) -> None:
-        began = time.monotonic()
-        first = not self.prepared
-        super().start()
-        if first:
-            conn = self.root()
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
-                    cur.execute(f"CREATE USER '{USER}'@'{LOOPBACK}' IDENTIFIED BY '{PASSWORD}'")
-                    cur.execute(f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'{LOOPBACK}'")
-            finally:
-                conn.close()
-        self.startup_seconds = time.monotonic() - began
-
-    # -- statement counting --------------------------------------------------------------------
-
-    def log_size(self) -> int:
-        return self.general_log.stat().st_size
-
-    def queries_since(self, offset: int) -> list[str]:
-        """The statements (``Query`` entries) the server logged after byte ``offset``."""
-        time.sleep(0.05)
-        with open(self.general_log, "rb") as log:
-            log.seek(offset)
-            text = log.read().decode(errors="replace")
-        return [line for line in text.splitlines() if _QUERY.search(line)]
+    def create_database(self) -> None:
+        conn = self.root()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
+                cur.execute(f"CREATE USER '{USER}'@'{LOOPBACK}' IDENTIFIED BY '{PASSWORD}'")
+                cur.execute(f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'{LOOPBACK}'")
+        finally:
+            conn.close()

@@ -15,20 +15,17 @@ import pwd
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 
 import psycopg
 
-from . import LOOPBACK, ServerProcess, find_binary
+from . import LOOPBACK, DatabaseServer, find_binary
 
 __all__ = ["PostgresServer"]
 
 PG_DIRS = ("/usr/lib/postgresql/*/bin",)
 DATABASE = "satchel"
 USER = "postgres"
-
-_STATEMENT = re.compile(r"LOG:\s+(?:statement|execute [^:]*):\s")
 
 
 def _drop_to(user: str) -> Callable[[], None]:
@@ -42,16 +39,15 @@ def _drop_to(user: str) -> Callable[[], None]:
     return demote
 
 
-class PostgresServer(ServerProcess):
+class PostgresServer(DatabaseServer):
     """``postgres`` on a free port with trust auth on loopback, fsync off, statements logged."""
 
     name = "postgres"
+    statement = re.compile(r"LOG:\s+(?:statement|execute [^:]*):\s")  # logged to stderr
 
     def __init__(self, *, log_statements: bool = True) -> None:
         super().__init__()
         self.log_statements = log_statements
-        self.data = self.dir / "data"
-        self.startup_seconds = 0.0
 
     @property
     def url(self) -> str:
@@ -93,28 +89,10 @@ class PostgresServer(ServerProcess):
                              connect_timeout=2):
             return True
 
-    def start(self) -> None:
-        began = time.monotonic()
-        first = not self.prepared
-        super().start()
-        if first:
-            with psycopg.connect(host=LOOPBACK, port=self.port, user=USER, dbname="postgres",
-                                 autocommit=True, connect_timeout=2) as conn:
-                conn.execute(f"CREATE DATABASE {DATABASE}")
-        self.startup_seconds = time.monotonic() - began
+    def create_database(self) -> None:
+        with psycopg.connect(host=LOOPBACK, port=self.port, user=USER, dbname="postgres",
+                             autocommit=True, connect_timeout=2) as conn:
+            conn.execute(f"CREATE DATABASE {DATABASE}")
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> None:
         super().stop(sig, timeout)
-
-    # -- statement counting --------------------------------------------------------------------
-
-    def log_size(self) -> int:
-        return self.log.stat().st_size
-
-    def statements_since(self, offset: int) -> list[str]:
-        """The statements the server logged after byte ``offset`` of its log."""
-        time.sleep(0.05)  # the backend writes its log line as the statement starts; let it land
-        with open(self.log, "rb") as log:
-            log.seek(offset)
-            text = log.read().decode(errors="replace")
-        return [line for line in text.splitlines() if _STATEMENT.search(line)]
