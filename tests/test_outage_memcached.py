@@ -28,21 +28,16 @@ SLACK = 0.75
 
 @pytest.fixture
 def server() -> Iterator[MemcachedServer]:
-    srv = MemcachedServer()
-    srv.start()
-    try:
+    """A server of each test's own: the tests stop, freeze and restart it."""
+    with MemcachedServer() as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 @pytest.fixture
 def store(server: MemcachedServer) -> Iterator[MemcachedStore]:
-    st = MemcachedStore(f"{LOOPBACK}:{server.port}", timeout=TIMEOUT, connect_timeout=TIMEOUT)
-    try:
+    with MemcachedStore(f"{LOOPBACK}:{server.port}", timeout=TIMEOUT,
+                        connect_timeout=TIMEOUT) as st:
         yield st
-    finally:
-        st.close()
 
 
 def timed(app: Any, cookie: str | None, path: str) -> tuple[str, dict[str, str], float]:

@@ -13,26 +13,20 @@ import pytest
 import satchel
 from satchel.stores.redis import RedisStore
 
-from .servers import LOOPBACK
-from .servers.redis import RedisServer, running_server
+from . import server_fixtures
+from .server_fixtures import fresh_store
+from .servers.redis import RedisServer
 from .wsgi_util import call
 
 TIMEOUT = 0.5  # the store's connect and reply timeouts
 BOUND = 3 * TIMEOUT  # a request may take at most this long while Redis is away
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with running_server() as srv:
-        yield srv
+server = server_fixtures.redis_server
 
 
 @pytest.fixture
 def store(server: RedisServer) -> Iterator[RedisStore]:
-    if server.proc is None:
-        server.start()
-    server.flush()
-    with RedisStore(LOOPBACK, server.port, connect_timeout=TIMEOUT, timeout=TIMEOUT) as store:
+    with fresh_store(server, connect_timeout=TIMEOUT, timeout=TIMEOUT) as store:
         yield store
 
 

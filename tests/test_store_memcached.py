@@ -40,12 +40,8 @@ DAY = 86400.0
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[MemcachedServer]:
-    srv = MemcachedServer()
-    srv.start()
-    try:
+    with MemcachedServer() as srv:
         yield srv
-    finally:
-        srv.cleanup()
 
 
 def fresh_prefix() -> str:
@@ -55,11 +51,9 @@ def fresh_prefix() -> str:
 @pytest.fixture
 def store(server: MemcachedServer) -> Iterator[MemcachedStore]:
     # No folding at random: every write appends, so that commands can be counted exactly.
-    st = MemcachedStore(f"{LOOPBACK}:{server.port}", prefix=fresh_prefix(), compact_every=0)
-    try:
+    with MemcachedStore(f"{LOOPBACK}:{server.port}", prefix=fresh_prefix(),
+                        compact_every=0) as st:
         yield st
-    finally:
-        st.close()
 
 
 def raw_client(server: MemcachedServer) -> Client:

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -20,7 +21,9 @@ from satchel import Changes, SessionMeta, StoreTimeout, StoreUnavailable
 from satchel.ids import new_id
 from satchel.stores.redis import RedisStore
 
+from . import server_fixtures
 from .contract import HOUR, StoreContract, meta, put
+from .server_fixtures import fresh_store
 from .servers import LOOPBACK, free_port
 from .servers.redis import (
     CommandLog,
@@ -29,18 +32,14 @@ from .servers.redis import (
     redis_command,
     running_server,
 )
+from .wsgi_util import Response, call
 
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with running_server() as srv:
-        yield srv
+server = server_fixtures.redis_server
 
 
 @pytest.fixture
 def store(server: RedisServer) -> Iterator[RedisStore]:
-    server.flush()
-    with RedisStore(LOOPBACK, server.port) as store:
+    with fresh_store(server) as store:
         yield store
 
 
@@ -52,12 +51,17 @@ class TestRedisStore(StoreContract):
 
 # -- layout ------------------------------------------------------------------------------------
 
+def _raw(store: RedisStore) -> redis.Redis:
+    """A plain client of the store's server, to see what the store wrote."""
+    return redis.Redis(port=store.client().get_connection_kwargs()["port"], decode_responses=True)
+
+
 def test_session_is_one_hash_with_prefixed_fields_and_native_ttl(store: RedisStore) -> None:
     sid = new_id()
     now = time.time()
     # a user key that looks like metadata must not collide with it
     store.save(sid, Changes(set={"a": "1", "m:created": '"mine"'}), meta(now, ttl=600))
-    raw = redis.Redis(port=store.client().get_connection_kwargs()["port"], decode_responses=True)
+    raw = _raw(store)
     key = f"satchel:s:{{{sid}}}"
     try:
         assert raw.type(key) == "hash"
@@ -137,10 +141,6 @@ def test_script_cache_flushed_falls_back_to_eval(store: RedisStore) -> None:
 
 
 # -- update: one script that reads the stored created time itself -----------------------------
-
-def _raw(store: RedisStore) -> redis.Redis:
-    return redis.Redis(port=store.client().get_connection_kwargs()["port"], decode_responses=True)
-
 
 def test_update_capped_expiry_is_exact_and_native(store: RedisStore) -> None:
     sid = new_id()
@@ -271,28 +271,11 @@ def test_round_trips_of_update(server: RedisServer, store: RedisStore) -> None:
     assert log.calls == ["EVALSHA"] and log.lua == ["HMGET"]
 
 
-def _request(app: Any, path: str, cookie: str | None = None) -> tuple[str, dict[str, str], bytes]:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
-        "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http", "wsgi.input": None, "wsgi.errors": None,
-        "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
-    }
-    if cookie:
-        environ["HTTP_COOKIE"] = cookie
-    seen: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        seen["status"], seen["headers"] = status, dict(headers)
-        return lambda data: None
-
-    result = app(environ, start_response)
-    try:
-        body = b"".join(result)
-    finally:
-        if hasattr(result, "close"):
-            result.close()
-    return seen["status"], seen["headers"], body
+def _cookie(resp: Response) -> str:
+    """The session cookie a response set, as the next request sends it back."""
+    set_cookie = resp.header("Set-Cookie")
+    assert set_cookie is not None
+    return set_cookie.split(";")[0]
 
 
 def _session_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -317,33 +300,32 @@ def test_round_trips_of_requests_through_the_middleware(
     app = satchel.SessionMiddleware(_session_app, store=store, clock=lambda: clock[0])
     _warm(store)
     with CommandLog(server.port) as log:
-        status, headers, body = _request(app, "/write")
-    assert (status, body) == ("200 OK", b"1")
+        first = call(app, "/write")
+    assert (first.status, first.body) == ("200 OK", b"1")
     assert log.calls == ["EVALSHA"]  # a new session: nothing to load, one save
-    cookie = headers["Set-Cookie"].split(";")[0]
+    cookie = _cookie(first)
     with CommandLog(server.port) as log:
-        assert _request(app, "/plain", cookie)[2] == b"plain"
+        assert call(app, "/plain", cookie=cookie).body == b"plain"
     assert log.calls == []  # untouched session: no command at all
     with CommandLog(server.port) as log:
-        assert _request(app, "/read", cookie)[2] == b"1"
+        assert call(app, "/read", cookie=cookie).body == b"1"
     assert log.calls == ["HGETALL"]  # read only, no touch due
     with CommandLog(server.port) as log:
-        assert _request(app, "/write", cookie)[2] == b"2"
+        assert call(app, "/write", cookie=cookie).body == b"2"
     assert log.calls == ["HGETALL", "EVALSHA"]
     clock[0] += 120  # past the touch interval
     with CommandLog(server.port) as log:
-        assert _request(app, "/read", cookie)[2] == b"2"
+        assert call(app, "/read", cookie=cookie).body == b"2"
     assert log.calls == ["HGETALL", "EVALSHA"] and log.lua[-1] == "PEXPIREAT"
 
 
 def test_a_write_only_request_costs_one_command(server: RedisServer, store: RedisStore) -> None:
     app = satchel.SessionMiddleware(_session_app, store=store)
     _warm(store)
-    status, headers, _ = _request(app, "/write")
-    cookie = headers["Set-Cookie"].split(";")[0]
+    cookie = _cookie(call(app, "/write"))
     with CommandLog(server.port) as log:
-        status, headers, body = _request(app, "/assign", cookie)
-    assert (status, body) == ("200 OK", b"plain")
+        resp = call(app, "/assign", cookie=cookie)
+    assert (resp.status, resp.body) == ("200 OK", b"plain")
     assert log.calls == ["EVALSHA"]  # no HGETALL: the session was never read
     assert log.lua == ["HMGET", "HSET", "PEXPIREAT"]
     record = store.load(cookie.split("=", 1)[1])
@@ -351,9 +333,9 @@ def test_a_write_only_request_costs_one_command(server: RedisServer, store: Redi
     # a write-only request to a session that is gone starts a new one: update, then save
     store.delete(cookie.split("=", 1)[1])
     with CommandLog(server.port) as log:
-        status, headers, _ = _request(app, "/assign", cookie)
+        resp = call(app, "/assign", cookie=cookie)
     assert log.calls == ["EVALSHA", "EVALSHA"]
-    assert headers["Set-Cookie"].split(";")[0] != cookie
+    assert _cookie(resp) != cookie
 
 
 # -- the store's own connections (the fast lane for HGETALL and the scripts) -------------------
@@ -368,27 +350,20 @@ def test_threads_share_a_bounded_set_of_connections(store: RedisStore) -> None:
     sid = new_id()
     put(store, sid, {"seed": "0"})
     workers, n = 6, 40
-    errors: list[BaseException] = []
     start = threading.Barrier(workers)
 
     def work(w: int) -> None:
-        try:
-            start.wait(10)
-            for i in range(n):
-                now = time.time()
-                assert store.update(sid, Changes(set={f"w{w}_{i}": "1"}, create=False),
-                                    now, now + HOUR, None)
-                record = store.load(sid)
-                assert record is not None and f"w{w}_{i}" in record.data
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        start.wait(10)
+        for i in range(n):
+            now = time.time()
+            assert store.update(sid, Changes(set={f"w{w}_{i}": "1"}, create=False),
+                                now, now + HOUR, None)
+            record = store.load(sid)
+            assert record is not None and f"w{w}_{i}" in record.data
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors
+    # one thread a worker (each waits at the barrier for the others); map re-raises a failure
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(work, range(workers)))
     record = store.load(sid)
     assert record is not None and len(record.data) == 1 + workers * n
     assert store._direct is not None

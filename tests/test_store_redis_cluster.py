@@ -16,6 +16,7 @@ from satchel.ids import new_id
 from satchel.stores.redis import RedisStore
 
 from .contract import StoreContract, meta, put
+from .server_fixtures import fresh_store
 from .servers import LOOPBACK, free_port
 from .servers.redis import CommandLog, RedisClusterServers, redis_command, running_cluster
 
@@ -28,10 +29,7 @@ def cluster() -> Iterator[RedisClusterServers]:
 
 @pytest.fixture
 def store(cluster: RedisClusterServers) -> Iterator[RedisStore]:
-    cluster.flush()
-    store = satchel.open_store(cluster.url)
-    assert isinstance(store, RedisStore)
-    with store:
+    with fresh_store(cluster) as store:
         yield store
 
 
