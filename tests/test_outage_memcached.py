@@ -19,7 +19,7 @@ from satchel.stores.memcached import MemcachedStore
 from .contract import put
 from .servers import LOOPBACK
 from .servers.memcached import MemcachedServer
-from .test_store_memcached import call, session_app
+from .wsgi_util import counter_app, status_headers
 
 TIMEOUT = 0.5
 #: how long a failing request may take beyond the store's timeout
@@ -42,7 +42,7 @@ def store(server: MemcachedServer) -> Iterator[MemcachedStore]:
 
 def timed(app: Any, cookie: str | None, path: str) -> tuple[str, dict[str, str], float]:
     started = time.monotonic()
-    status, headers = call(app, cookie, path)
+    status, headers = status_headers(app, cookie, path)
     return status, headers, time.monotonic() - started
 
 
@@ -52,8 +52,8 @@ def cookie_of(headers: dict[str, str]) -> str:
 
 def test_stopped_server_fails_closed_then_recovers(server: MemcachedServer,
                                                    store: MemcachedStore) -> None:
-    app = satchel.SessionMiddleware(session_app, store=store)
-    status, headers = call(app, None, "/write")
+    app = satchel.SessionMiddleware(counter_app, store=store)
+    status, headers = status_headers(app, None, "/write")
     assert status == "200 OK"
     cookie = cookie_of(headers)
 
@@ -71,11 +71,11 @@ def test_stopped_server_fails_closed_then_recovers(server: MemcachedServer,
     assert isinstance(caught.value.__cause__, OSError)  # chained to the socket's refusal
 
     server.start()  # same port, empty memory: the old session is gone
-    status, headers = call(app, cookie, "/write")
+    status, headers = status_headers(app, cookie, "/write")
     assert status == "200 OK"
     fresh = cookie_of(headers)
     assert fresh != cookie  # strict mode: the lost id is not adopted
-    status, headers = call(app, fresh, "/write")
+    status, headers = status_headers(app, fresh, "/write")
     assert status == "200 OK"
     store_sid = fresh.split("=", 1)[1]
     record = store.load(store_sid)
@@ -84,8 +84,8 @@ def test_stopped_server_fails_closed_then_recovers(server: MemcachedServer,
 
 def test_fail_open_serves_without_a_session(server: MemcachedServer,
                                             store: MemcachedStore) -> None:
-    app = satchel.SessionMiddleware(session_app, store=store, on_unavailable="fail_open")
-    status, headers = call(app, None, "/write")
+    app = satchel.SessionMiddleware(counter_app, store=store, on_unavailable="fail_open")
+    status, headers = status_headers(app, None, "/write")
     cookie = cookie_of(headers)
     server.stop()
     for path in ("/untouched", "/read", "/write"):
@@ -94,14 +94,14 @@ def test_fail_open_serves_without_a_session(server: MemcachedServer,
         assert "Set-Cookie" not in headers
         assert elapsed < TIMEOUT + SLACK
     server.start()
-    status, headers = call(app, cookie, "/write")
+    status, headers = status_headers(app, cookie, "/write")
     assert status == "200 OK" and "Set-Cookie" in headers
 
 
 def test_frozen_server_times_out_within_the_bound(server: MemcachedServer,
                                                   store: MemcachedStore) -> None:
-    app = satchel.SessionMiddleware(session_app, store=store)
-    status, headers = call(app, None, "/write")
+    app = satchel.SessionMiddleware(counter_app, store=store)
+    status, headers = status_headers(app, None, "/write")
     cookie = cookie_of(headers)
     server.freeze()  # accepts connections (the kernel does), answers nothing
     try:
@@ -115,17 +115,17 @@ def test_frozen_server_times_out_within_the_bound(server: MemcachedServer,
         assert isinstance(caught.value.__cause__, (TimeoutError, BlockingIOError))
     finally:
         server.thaw()
-    status, headers = call(app, cookie, "/write")
+    status, headers = status_headers(app, cookie, "/write")
     assert status == "200 OK"
 
 
 def test_first_request_after_a_quiet_restart_succeeds(server: MemcachedServer,
                                                       store: MemcachedStore) -> None:
     # The pooled connection is idle while the server restarts; its first use finds it closed.
-    app = satchel.SessionMiddleware(session_app, store=store)
-    status, headers = call(app, None, "/write")
+    app = satchel.SessionMiddleware(counter_app, store=store)
+    status, headers = status_headers(app, None, "/write")
     cookie = cookie_of(headers)
     server.stop()
     server.start()
-    status, headers = call(app, cookie, "/write")
+    status, headers = status_headers(app, cookie, "/write")
     assert status == "200 OK" and "Set-Cookie" in headers

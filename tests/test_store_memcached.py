@@ -33,7 +33,7 @@ from .contract import HOUR, StoreContract, meta, put
 from .servers import LOOPBACK, wait_until
 from .servers.memcached import MemcachedServer
 from .servers.relay import Relay
-from .wsgi_util import call as wsgi_call
+from .wsgi_util import counter_app, status_headers
 
 DAY = 86400.0
 
@@ -115,23 +115,6 @@ def test_login_costs_the_index_once(server: MemcachedServer, store: MemcachedSto
     assert counted(server, lambda: store.user_sessions("ana")) == 2  # index + sessions
 
 
-def call(app: Any, cookie: str | None = None, path: str = "/") -> tuple[str, dict[str, str]]:
-    """One request through :func:`tests.wsgi_util.call`: its status and headers."""
-    resp = wsgi_call(app, path, cookie=cookie)
-    return resp.status, dict(resp.headers)
-
-
-def session_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    path = environ["PATH_INFO"]
-    session = environ["satchel.session"]
-    if path == "/write":
-        session["n"] = session.get("n", 0) + 1
-    elif path == "/read":
-        session.get("n")
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"ok"]
-
-
 def blind_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     environ["satchel.session"]["seen"] = environ["PATH_INFO"]  # assigned, never read
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -142,22 +125,24 @@ def test_round_trips_through_the_middleware(server: MemcachedServer) -> None:
     """Counted at the wire: commands sent together in one packet are one round trip."""
     with Relay(server.port) as relay, \
             MemcachedStore(relay.host_port, prefix=fresh_prefix(), compact_every=0) as store:
-        app = satchel.SessionMiddleware(session_app, store=store, touch_interval=3600)
-        status, headers = call(app, path="/write")
+        app = satchel.SessionMiddleware(counter_app, store=store, touch_interval=3600)
+        status, headers = status_headers(app, path="/write")
         assert status == "200 OK"
         cookie = headers["Set-Cookie"].split(";")[0]
-        assert relay.count(lambda: call(app, cookie, "/untouched")) == 0
-        assert relay.count(lambda: call(app, None, "/untouched")) == 0
-        assert relay.count(lambda: call(app, cookie, "/read")) == 1  # gets
-        assert relay.count(lambda: call(app, cookie, "/write")) == 2  # gets; touch + append
+        assert relay.count(lambda: status_headers(app, cookie, "/untouched")) == 0
+        assert relay.count(lambda: status_headers(app, None, "/untouched")) == 0
+        assert relay.count(lambda: status_headers(app, cookie, "/read")) == 1  # gets
+        # gets, then touch + append
+        assert relay.count(lambda: status_headers(app, cookie, "/write")) == 2
         blind = satchel.SessionMiddleware(blind_app, store=store)
         commands = server.commands()
-        assert relay.count(lambda: call(blind, cookie, "/blind")) == 1  # touch + append
+        assert relay.count(lambda: status_headers(blind, cookie, "/blind")) == 1  # touch + append
         assert server.commands() - commands == 2
         # Writing a new session is one add; touching an old one is one more append.
-        assert relay.count(lambda: call(app, None, "/write")) == 1
-        toucher = satchel.SessionMiddleware(session_app, store=store, touch_interval=0)
-        assert relay.count(lambda: call(toucher, cookie, "/read")) == 2  # gets; touch + append
+        assert relay.count(lambda: status_headers(app, None, "/write")) == 1
+        toucher = satchel.SessionMiddleware(counter_app, store=store, touch_interval=0)
+        # gets, then touch + append
+        assert relay.count(lambda: status_headers(toucher, cookie, "/read")) == 2
         record = store.load(cookie.split("=", 1)[1])
         assert record is not None and record.data["seen"] == '"/blind"'
 

@@ -73,3 +73,23 @@ def call(app: Any, path: str = "/", **kw: Any) -> Response:
         name, _, rest = value.partition("=")
         resp.cookies[name] = rest.split(";")[0]
     return resp
+
+
+def status_headers(app: Any, cookie: str | None = None,
+                   path: str = "/") -> tuple[str, dict[str, str]]:
+    """One request through :func:`call`: its status and headers (the last of each name)."""
+    resp = call(app, path, cookie=cookie)
+    return resp.status, dict(resp.headers)
+
+
+def counter_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """``/write`` counts in the session's ``n``, ``/read`` reads it, anything else leaves the
+    session untouched."""
+    path = environ["PATH_INFO"]
+    session = environ["satchel.session"]
+    if path == "/write":
+        session["n"] = session.get("n", 0) + 1
+    elif path == "/read":
+        session.get("n")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
