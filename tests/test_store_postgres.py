@@ -141,6 +141,26 @@ def test_fork_child_builds_its_own_pool(server: PostgresServer, fresh: None) -> 
 # -- schema ----------------------------------------------------------------------------------
 
 
+def _connections_since(server: PostgresServer, offset: int) -> int:
+    time.sleep(0.05)  # logged by the server process: let the lines land
+    with open(server.log, "rb") as log:
+        log.seek(offset)
+        return log.read().count(b"LOG:  connection received:")
+
+
+def test_own_connections_only_until_an_operation_succeeds(server: PostgresServer,
+                                                          fresh: None) -> None:
+    """Until an operation succeeds, each one first connects on its own (so that a server that
+    refuses connections fails it at once); after that, only the pool connects."""
+    offset = server.log_size()
+    with PostgresStore(server.url, min_size=1, max_size=2) as store:
+        for _ in range(10):
+            store.load(new_id())
+    # the first operation's own connection, the pool's one, and at most one more the pool may
+    # open while its first is on its way; never one per operation
+    assert 2 <= _connections_since(server, offset) <= 3
+
+
 def test_setup_is_idempotent_and_creates_indexes(server: PostgresServer,
                                                  admin: psycopg.Connection[Any]) -> None:
     with PostgresStore(server.url, table="other_sessions") as store:

@@ -80,6 +80,7 @@ class PostgresServer(DatabaseServer):
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "shared_buffers=16MB", "-c", "max_connections=60",
             "-c", f"log_statement={'all' if self.log_statements else 'none'}",
+            "-c", f"log_connections={'on' if self.log_statements else 'off'}",
             "-c", "log_destination=stderr",
             "-c", "logging_collector=off", "-c", "log_line_prefix=%p ",
         ]

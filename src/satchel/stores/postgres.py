@@ -30,9 +30,9 @@ WHERE expires <= now`` on the expiry index: it costs what it deletes.
 
 Connections come from a psycopg_pool ``ConnectionPool`` built per process (safe after
 ``fork()``).  Connect and statement times are bounded; an outage raises ``StoreUnavailable``
-(``StoreTimeout`` when it is a timeout).  A connection found dead after a server restart is
-dropped and the operation retried on another: every operation here is idempotent, so a retry
-cannot apply a change twice.
+(``StoreTimeout`` when it is a timeout), at once when the server refuses connections.  A
+connection found dead after a server restart is dropped and the operation retried on another:
+every operation here is idempotent, so a retry cannot apply a change twice.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class PostgresStore(BaseStore):
         }
         self._pool = PerProcess(self._build_pool)
         self._ready = False
+        self._suspect = True  # until an operation succeeds, the server may be down: see _run
         self._sql = _statements(table)
 
     # -- the contract --------------------------------------------------------------------------
@@ -206,26 +207,41 @@ class PostgresStore(BaseStore):
         return pool
 
     def _run(self, operation: Callable[[Conn], T]) -> T:
-        """Run ``operation`` on a pooled connection; translate outages into satchel's errors."""
+        """Run ``operation`` on a pooled connection; translate outages into satchel's errors.
+
+        A waiter for a pooled connection is never told that the pool's attempts to connect
+        fail: it waits ``pool_timeout`` out.  So once the server looks down (a connection it
+        dropped, no connection in time), each operation first makes one connection of its own,
+        until an operation succeeds: a server that refuses connections fails the request at
+        once, and one that is back serves it.
+        """
         pool = self._pool.get()
         dropped: psycopg.OperationalError | None = None
         for _ in range(self.max_size + 1):
             try:
+                if self._suspect:
+                    psycopg.connect(self._conninfo, **self._kwargs).close()
                 with pool.connection(timeout=self.pool_timeout) as conn:
                     try:
                         if not self._ready:
                             conn.execute(self._sql["setup"], prepare=False)
                             self._ready = True
-                        return operation(conn)
+                        result = operation(conn)
                     except psycopg.OperationalError as exc:
                         if conn.closed and not isinstance(exc, psycopg.errors.QueryCanceled):
-                            # A connection the server dropped (a restart): try another one.
+                            # A connection the server dropped (a restart, or an outage): try
+                            # another one.
                             dropped = exc
+                            self._suspect = True
                             raise _Retry from exc
                         raise
+                if self._suspect:
+                    self._suspect = False
+                return result
             except _Retry:
                 continue
             except PoolTimeout as exc:
+                self._suspect = True
                 raise StoreTimeout(
                     f"PostgreSQL at {self._where}: no connection within {self.pool_timeout:g} s"
                 ) from exc
