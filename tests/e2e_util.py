@@ -115,17 +115,26 @@ def csrf_token(html: str) -> str:
 
 @contextlib.contextmanager
 def serve_app(app: WSGIApp) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port in a thread (threading wsgiref); yield its base URL."""
-    server = make_demo_server(app, LOOPBACK, 0, quiet=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="e2e-server", daemon=True)
-    thread.start()
+    """Serve ``app`` on a free loopback port in a thread (threading wsgiref); yield its base URL.
+
+    The app is the server's: once the server has stopped, the app is closed too (a middleware
+    stops its purge thread and closes the store it opened), whatever happened.
+    """
     try:
-        yield f"http://{LOOPBACK}:{server.server_address[1]}"
+        server = make_demo_server(app, LOOPBACK, 0, quiet=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name="e2e-server", daemon=True)
+        thread.start()
+        try:
+            yield f"http://{LOOPBACK}:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        close = getattr(app, "close", None)
+        if close is not None:
+            close()
 
 
 class DemoProcess(ServerProcess):

@@ -41,11 +41,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[str]:
     app = make_app(f"sqlite:///{tmp_path}/sessions.db")
-    try:
-        with serve_app(app) as base:
-            yield base
-    finally:
-        app.close()
+    with serve_app(app) as base:
+        yield base
 
 
 def session_cookie(page: Page) -> dict[str, object]:

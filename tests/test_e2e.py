@@ -33,11 +33,8 @@ def store_url(tmp_path: Path) -> str:
 @pytest.fixture
 def demo(store_url: str) -> Iterator[str]:
     app = make_app(store_url)
-    try:
-        with serve_app(app) as base:
-            yield base
-    finally:
-        app.close()
+    with serve_app(app) as base:
+        yield base
 
 
 def sid_of(client: Client) -> str:
@@ -220,79 +217,67 @@ def parse_counter(response: Response) -> tuple[int, str]:
 
 def test_querystring_transport_redirects_then_follows_the_links(store_url: str) -> None:
     app = satchel.SessionMiddleware(counter_app, store=store_url, transport="querystring")
-    try:
-        with serve_app(app) as base:
-            client = Client(base)
-            response = client.get("/page?x=1")
-            assert response.status == 302
-            location = response.location
-            assert location is not None and location.startswith("/page?x=1&satchel_session=")
-            assert is_valid_id(location.rsplit("=", 1)[1])
-            assert client.cookies == {}
+    with serve_app(app) as base:
+        client = Client(base)
+        response = client.get("/page?x=1")
+        assert response.status == 302
+        location = response.location
+        assert location is not None and location.startswith("/page?x=1&satchel_session=")
+        assert is_valid_id(location.rsplit("=", 1)[1])
+        assert client.cookies == {}
 
-            n, sid = parse_counter(client.get(location))
-            assert n == 1
-            # The application puts session.id into its links; following them keeps the session.
-            for expected in (2, 3):
-                n, next_sid = parse_counter(client.get(f"/page?satchel_session={sid}"))
-                assert (n, next_sid) == (expected, sid)
-            # A POST without an id is not redirected (only GETs are).
-            assert client.request("POST", "/page").status == 200
-    finally:
-        app.close()
+        n, sid = parse_counter(client.get(location))
+        assert n == 1
+        # The application puts session.id into its links; following them keeps the session.
+        for expected in (2, 3):
+            n, next_sid = parse_counter(client.get(f"/page?satchel_session={sid}"))
+            assert (n, next_sid) == (expected, sid)
+        # A POST without an id is not redirected (only GETs are).
+        assert client.request("POST", "/page").status == 200
 
 
 def test_querystring_redirect_id_is_the_session_id(store_url: str) -> None:
     app = satchel.SessionMiddleware(counter_app, store=store_url, transport="querystring")
-    try:
-        with serve_app(app) as base:
-            client = Client(base)
-            location = client.get("/").location
-            assert location is not None
-            redirect_id = location.rsplit("=", 1)[1]
-            _, sid = parse_counter(client.get(location))
-            assert sid == redirect_id
-            assert parse_counter(client.get(location)) == (2, redirect_id)
-    finally:
-        app.close()
+    with serve_app(app) as base:
+        client = Client(base)
+        location = client.get("/").location
+        assert location is not None
+        redirect_id = location.rsplit("=", 1)[1]
+        _, sid = parse_counter(client.get(location))
+        assert sid == redirect_id
+        assert parse_counter(client.get(location)) == (2, redirect_id)
 
 
 def test_querystring_transport_without_strict_mode_adopts_the_redirect_id(store_url: str) -> None:
     app = satchel.SessionMiddleware(counter_app, store=store_url, transport="querystring",
                                     strict=False)
-    try:
-        with serve_app(app) as base:
-            client = Client(base)
-            location = client.get("/").location
-            assert location is not None
-            redirect_id = location.rsplit("=", 1)[1]
-            assert parse_counter(client.get(location)) == (1, redirect_id)
-            assert parse_counter(client.get(location)) == (2, redirect_id)
-    finally:
-        app.close()
+    with serve_app(app) as base:
+        client = Client(base)
+        location = client.get("/").location
+        assert location is not None
+        redirect_id = location.rsplit("=", 1)[1]
+        assert parse_counter(client.get(location)) == (1, redirect_id)
+        assert parse_counter(client.get(location)) == (2, redirect_id)
 
 
 def test_header_transport(store_url: str) -> None:
     app = satchel.SessionMiddleware(counter_app, store=store_url, transport="header")
-    try:
-        with serve_app(app) as base:
-            client = Client(base)
-            first = client.get("/")
-            sid = first.header("X-Session-Id")
-            assert sid is not None and is_valid_id(sid)
-            assert parse_counter(first) == (1, sid)
-            assert first.header("Set-Cookie") is None
-            assert "X-Session-Id" in (first.header("Vary") or "")
+    with serve_app(app) as base:
+        client = Client(base)
+        first = client.get("/")
+        sid = first.header("X-Session-Id")
+        assert sid is not None and is_valid_id(sid)
+        assert parse_counter(first) == (1, sid)
+        assert first.header("Set-Cookie") is None
+        assert "X-Session-Id" in (first.header("Vary") or "")
 
-            second = client.get("/", headers={"X-Session-Id": sid})
-            assert parse_counter(second) == (2, sid)
-            assert second.header("X-Session-Id") is None  # nothing new to tell the client
+        second = client.get("/", headers={"X-Session-Id": sid})
+        assert parse_counter(second) == (2, sid)
+        assert second.header("X-Session-Id") is None  # nothing new to tell the client
 
-            bye = client.get("/logout", headers={"X-Session-Id": sid})
-            assert bye.header("X-Session-Id") == ""
-            assert parse_counter(client.get("/", headers={"X-Session-Id": sid}))[0] == 1
-    finally:
-        app.close()
+        bye = client.get("/logout", headers={"X-Session-Id": sid})
+        assert bye.header("X-Session-Id") == ""
+        assert parse_counter(client.get("/", headers={"X-Session-Id": sid}))[0] == 1
 
 
 # -- streaming and concurrency -------------------------------------------------------------------
@@ -318,33 +303,20 @@ def streaming_app(environ: dict[str, Any], start_response: Any) -> Iterator[byte
     yield b"second chunk\n"
 
 
-def test_streaming_response_saves_changes_made_during_the_body(store_url: str) -> None:
+@pytest.mark.parametrize(("path", "before"), [
+    ("/stream", "set before start_response"),
+    ("/late-start", "set after start_response, before the first chunk"),
+])
+def test_streaming_response_saves_changes_made_during_the_body(store_url: str, path: str,
+                                                               before: str) -> None:
     app = satchel.SessionMiddleware(streaming_app, store=store_url)
-    try:
-        with serve_app(app) as base:
-            client = Client(base)
-            response = client.get("/stream")
-            assert response.text == "first chunk\nsecond chunk\n"
-            assert response.header("Set-Cookie") is not None
-            shown = json.loads(client.get("/show").text)
-            assert shown == {"before": "set before start_response",
-                             "during": "set after the headers were sent"}
-    finally:
-        app.close()
-
-
-def test_streaming_change_between_start_response_and_first_chunk(store_url: str) -> None:
-    app = satchel.SessionMiddleware(streaming_app, store=store_url)
-    try:
-        with serve_app(app) as base:
-            client = Client(base)
-            response = client.get("/late-start")
-            assert response.text == "first chunk\nsecond chunk\n"
-            assert response.header("Set-Cookie") is not None
-            shown = json.loads(client.get("/show").text)
-            assert shown["before"] == "set after start_response, before the first chunk"
-    finally:
-        app.close()
+    with serve_app(app) as base:
+        client = Client(base)
+        response = client.get(path)
+        assert response.text == "first chunk\nsecond chunk\n"
+        assert response.header("Set-Cookie") is not None
+        shown = json.loads(client.get("/show").text)
+        assert shown == {"before": before, "during": "set after the headers were sent"}
 
 
 def concurrent_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -372,25 +344,22 @@ def test_concurrent_requests_writing_different_keys_lose_nothing(tmp_path: Path,
            else f"file://{tmp_path}/sessions")
     app = satchel.SessionMiddleware(concurrent_app, store=url)
     keys = [f"key{i}" for i in range(8)]
-    try:
-        with serve_app(app) as base:
-            client = Client(base)
-            client.get("/start")
-            cookies = dict(client.cookies)
-            barrier = threading.Barrier(len(keys), timeout=10)
-            statuses: list[int] = []
+    with serve_app(app) as base:
+        client = Client(base)
+        client.get("/start")
+        cookies = dict(client.cookies)
+        barrier = threading.Barrier(len(keys), timeout=10)
+        statuses: list[int] = []
 
-            def write(key: str) -> None:
-                barrier.wait()
-                statuses.append(Client(base, cookies=dict(cookies)).get(f"/write?{key}").status)
+        def write(key: str) -> None:
+            barrier.wait()
+            statuses.append(Client(base, cookies=dict(cookies)).get(f"/write?{key}").status)
 
-            threads = [threading.Thread(target=write, args=(k,)) for k in keys]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(30)
-            assert statuses == [200] * len(keys)
-            stored = json.loads(client.get("/dump").text)
-            assert stored == sorted(["start", *keys])
-    finally:
-        app.close()
+        threads = [threading.Thread(target=write, args=(k,)) for k in keys]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert statuses == [200] * len(keys)
+        stored = json.loads(client.get("/dump").text)
+        assert stored == sorted(["start", *keys])
