@@ -124,14 +124,20 @@ def _path(store: FileStore, sid: str) -> Path:
     return Path(store.directory) / sid[:2] / sid
 
 
-def test_garbage_file_reads_as_absent_and_is_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def _garbled(tmp_path: Path) -> tuple[FileStore, str]:
+    """A store whose one session file was overwritten with garbage (marked SECRET-CONTENT, so a
+    log that quoted it would show)."""
     store = FileStore(tmp_path)
     sid = new_id()
     put(store, sid, {"k": "1"})
-    garbage = b"SECRET-CONTENT " + os.urandom(200)
-    _path(store, sid).write_bytes(garbage)
+    _path(store, sid).write_bytes(b"SECRET-CONTENT " + os.urandom(200))
+    return store, sid
+
+
+def test_garbage_file_reads_as_absent_and_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, sid = _garbled(tmp_path)
     with caplog.at_level(logging.WARNING, logger="satchel"):
         assert store.load(sid) is None
         assert store.exists(sid) is False
@@ -228,11 +234,8 @@ def test_update_appends_a_record_that_keeps_created_and_user(tmp_path: Path) -> 
 def test_update_leaves_an_unreadable_file_alone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = FileStore(tmp_path)
-    sid = new_id()
-    put(store, sid, {"k": "1"})
-    garbage = b"SECRET-CONTENT " + os.urandom(200)
-    _path(store, sid).write_bytes(garbage)
+    store, sid = _garbled(tmp_path)
+    garbage = _path(store, sid).read_bytes()
     now = time.time()
     with caplog.at_level(logging.WARNING, logger="satchel"):
         assert store.update(sid, Changes(set={"k": "2"}, create=False), now, now + 60,

@@ -54,9 +54,11 @@ Several servers (``memcached://h1:p1,h2:p2``) share the keys by rendezvous hashi
 lives on exactly one server, and an unreachable server makes its sessions raise
 ``StoreUnavailable`` rather than silently moving them elsewhere.
 
-The protocol is pymemcache's: each command is a call on a plain pymemcache ``Client`` taken from
-a short list of idle ones (see :mod:`satchel.stores._memcache_wire`), which skips the lock and
-context manager its ``PooledClient`` costs per call while keeping the bounds it gave.
+The protocol is pymemcache's: each command is a call on a pymemcache ``Client`` taken from a
+short list of idle ones (see :mod:`satchel.stores._memcache_wire`), which skips the lock and
+context manager its ``PooledClient`` costs per call while keeping the bounds it gave.  The two
+commands of every request (a one-key ``gets``; ``touch`` + ``append``) are sent on that client's
+socket and read with pymemcache's reply readers, past its many-key command layer.
 """
 
 from __future__ import annotations
@@ -307,7 +309,7 @@ class MemcachedStore(BaseStore):
 
     def load(self, sid: str) -> SessionRecord | None:
         key = self.prefix + sid
-        raw, cas = self._run(key, "gets", StoreClient.gets_one, key)
+        raw, cas = self._gets(key)
         parsed = parse_item(raw)
         if parsed is None:
             if raw is not None:
