@@ -23,15 +23,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
-# URL scheme -> the pyproject extra that installs its client library.
-_EXTRAS = {
-    "redis": "redis", "rediss": "redis", "redis+cluster": "redis",
-    "postgresql": "postgres", "postgres": "postgres",
-    "mysql": "mysql", "mariadb": "mysql",
-    "memcached": "memcached",
-    "cookie": "crypto",
-}
-
 DEMO_DATA_DIR = "satchel-data"
 DEMO_DB_NAME = "demo-sessions.sqlite3"
 
@@ -45,9 +36,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(args)
     except ConfigurationError as exc:
         _error(str(exc))
-        return EXIT_USAGE
-    except ImportError as exc:
-        _error(_missing_library(exc, getattr(args, "url", None) or getattr(args, "store", None)))
         return EXIT_USAGE
     except NotImplementedError as exc:
         # A store that cannot do this operation (memcached cannot list its keys).
@@ -150,17 +138,6 @@ def _shown(url: str) -> str:
     netloc = parts.netloc.rpartition("@")
     userinfo = (parts.username or "") + ":***"
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[2]}"))
-
-
-def _missing_library(exc: ImportError, url: str | None) -> str:
-    """Name the extra to install when a store's client library is missing."""
-    scheme = urlsplit(url).scheme.lower() if url and "://" in url else ""
-    extra = _EXTRAS.get(scheme)
-    missing = exc.name or "a module"
-    if extra is None or missing.startswith("satchel"):
-        return f"cannot open the store: {missing} cannot be imported"
-    return (f"cannot open the store: {missing} is not installed "
-            f"(pip install 'satchel[{extra}]')")
 
 
 def _error(message: str) -> None:

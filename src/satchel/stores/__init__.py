@@ -2,6 +2,8 @@
 
 Each scheme maps to a factory in the module that owns it, imported only when that scheme is
 used, so the optional client libraries (redis-py, psycopg, ...) are needed only by their users.
+A missing library is a ``ConfigurationError`` naming the extra that installs it, for every
+scheme alike.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from ..errors import ConfigurationError
 from .base import BaseStore, Store
 from .memory import MemoryStore
 
-__all__ = ["BaseStore", "MemoryStore", "Store", "open_store", "register_scheme"]
+__all__ = ["BaseStore", "MemoryStore", "Store", "missing_library", "open_store",
+           "register_scheme"]
 
 # scheme -> "module:function"; the function takes (parsed_url, **options) and returns a Store.
 _SCHEMES: dict[str, str] = {
@@ -33,19 +36,32 @@ _SCHEMES: dict[str, str] = {
 }
 
 
+# scheme -> the pip install argument that brings its client library.
+_INSTALL: dict[str, str] = {
+    "redis": "satchel[redis]", "rediss": "satchel[redis]", "redis+cluster": "satchel[redis]",
+    "postgresql": "satchel[postgres]", "postgres": "satchel[postgres]",
+    "mysql": "satchel[mysql]", "mariadb": "satchel[mysql]",
+    "memcached": "satchel[memcached]",
+    "cookie": "satchel[crypto]",
+}
+
 # Schemes whose stores take the application's secret (the middleware's ``secret=``).
 _TAKES_SECRET: set[str] = {"cookie"}
 
 
-def register_scheme(scheme: str, factory: str, *, takes_secret: bool = False) -> None:
+def register_scheme(scheme: str, factory: str, *, takes_secret: bool = False,
+                    install: str | None = None) -> None:
     """Map a URL scheme to ``"module:function"`` (for third-party stores).
 
     ``takes_secret``: the factory accepts ``secret=``, and a middleware built with a store URL
-    of this scheme hands it its own secret.
+    of this scheme hands it its own secret.  ``install``: what to ``pip install`` when the
+    factory's module cannot import its client library (named in the error).
     """
     _SCHEMES[scheme.lower()] = factory
     if takes_secret:
         _TAKES_SECRET.add(scheme.lower())
+    if install:
+        _INSTALL[scheme.lower()] = install
 
 
 def takes_secret(url: str) -> bool:
@@ -61,7 +77,8 @@ def open_store(url: str, **options: Any) -> Store:
     ``cookie://``.  Query parameters and ``options`` become the store's keyword arguments.
 
     Raises:
-        ValueError: (``ConfigurationError``) for a malformed URL or an unknown scheme.
+        ValueError: (``ConfigurationError``) for a malformed URL, an unknown scheme, or a
+            store whose client library is not installed (the message names the extra).
     """
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
@@ -78,10 +95,25 @@ def open_store(url: str, **options: Any) -> Store:
             f"store URL scheme {parsed.scheme!r} is unknown; accepted schemes: {_accepted()}"
         )
     module_name, _, func_name = target.partition(":")
-    module = importlib.import_module(module_name)
-    factory = getattr(module, func_name)
-    store: Store = factory(parsed, **options)
+    try:
+        factory = getattr(importlib.import_module(module_name), func_name)
+        store: Store = factory(parsed, **options)
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.partition(".")[0] == module_name.partition(".")[0]:
+            raise  # a module of the store's own package: a bug or a broken install
+        raise missing_library(parsed.scheme, exc.name) from exc
     return store
+
+
+def missing_library(scheme: str, module: str) -> ConfigurationError:
+    """The error for a store whose client library ``module`` cannot be imported."""
+    scheme = scheme.lower()
+    install = _INSTALL.get(scheme)
+    how = f": pip install '{install}'" if install else ""
+    return ConfigurationError(
+        f"{scheme}:// stores need the {module.partition('.')[0]!r} package, "
+        f"which is not installed{how}"
+    )
 
 
 def _accepted() -> str:

@@ -132,7 +132,7 @@ class CookieStore(BaseStore):
             when the store is built, never per request (``Secret.derive``: RFC 5869 HKDF-SHA256
             in the standard library, so the signed mode needs no extra package).
         mode: ``"aes-gcm"`` (default) or ``"chacha20-poly1305"``: authenticated encryption from
-            ``cryptography`` (``pip install satchel[crypto]``); the client can neither read nor
+            ``cryptography`` (``pip install 'satchel[crypto]'``); the client can neither read nor
             change its session.  ``"signed"``: HMAC-SHA256 from the standard library; the client
             cannot change its session but CAN READ EVERYTHING IN IT (it is only base64 JSON), so
             use it only for data the user may see.
@@ -388,7 +388,7 @@ def _aeads(mode: str, keys: tuple[bytes, ...]) -> tuple[tuple[Any, ...], type[Ex
     except ImportError:
         raise ConfigurationError(
             f"CookieStore mode {mode!r} needs the 'cryptography' package "
-            "(pip install satchel[crypto]); mode='signed' needs nothing but lets clients "
+            "(pip install 'satchel[crypto]'); mode='signed' needs nothing but lets clients "
             "read their session"
         ) from None
     cipher = AESGCM if mode == "aes-gcm" else ChaCha20Poly1305
