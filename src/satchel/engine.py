@@ -20,7 +20,7 @@ from .codec import Codec
 from .errors import StoreUnavailable
 from .manager import Action, CookieOp, Decision, SessionManager
 from .record import SessionMeta, SessionRecord
-from .session import Opener, Session
+from .session import EXPIRY_KEY, Opener, Session, stored_lifetime
 from .stores.base import Store, is_client_side
 
 __all__ = ["FAIL_CLOSED", "FAIL_OPEN", "SessionEngine"]
@@ -74,6 +74,7 @@ class SessionEngine:
         """
         manager = self.manager
         sealer = self.sealer
+        session._policy = manager
         record: SessionRecord | None
         try:
             if sealer is None:
@@ -98,7 +99,10 @@ class SessionEngine:
             log.warning("session store unavailable; serving this request without its session")
             session._degraded = True
             return True
-        record = manager.accept(record, session._now)
+        if record is not None and EXPIRY_KEY in record.data:
+            record = manager.accept(record, session._now, stored_lifetime(self.codec, record.data))
+        else:
+            record = manager.accept(record, session._now)
         if record is None:
             if manager.adopts(sid):
                 session._sid = sid

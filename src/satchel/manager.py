@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .errors import ConfigurationError
 from .ids import is_minted_id, is_valid_id, mint_id, new_id
 from .record import Changes, SessionMeta, SessionRecord
-from .session import Session
+from .session import EXPIRY_KEY, Session
 
 __all__ = ["Action", "CookieOp", "Decision", "SessionManager"]
 
@@ -140,26 +140,39 @@ class SessionManager:
             return True
         return self._mint_key is not None and is_minted_id(sid, self._mint_key)
 
-    def accept(self, record: SessionRecord | None, now: float) -> SessionRecord | None:
-        """The record if it is still alive at ``now`` under this policy, else None."""
+    def accept(self, record: SessionRecord | None, now: float,
+               lifetime: float | None = None) -> SessionRecord | None:
+        """The record if it is still alive at ``now`` under this policy, else None.
+
+        ``lifetime`` is the record's own idle lifetime (``Session.set_expiry``), if it has one.
+        """
         if record is None:
             return None
-        if now >= record.expires or now >= self._expiry(record.created, record.accessed):
+        if now >= record.expires or now >= self._expiry(record.created, record.accessed,
+                                                         lifetime):
             return None
         return record
 
-    def expires(self, created: float, accessed: float) -> float:
-        """The moment a session created and last accessed at these times dies."""
-        return self._expiry(created, accessed)
+    def expires(self, created: float, accessed: float, lifetime: float | None = None) -> float:
+        """The moment a session created and last accessed at these times dies.
 
-    def _expiry(self, created: float, accessed: float) -> float:
-        idle = self.idle_timeout
+        ``lifetime`` (seconds, from ``Session.set_expiry``) replaces the idle timeout for this
+        session when positive; the absolute timeout caps it either way.
+        """
+        return self._expiry(created, accessed, lifetime)
+
+    def _expiry(self, created: float, accessed: float, lifetime: float | None = None) -> float:
+        idle = lifetime if lifetime else self.idle_timeout
         absolute = self.absolute_timeout
         if idle is None:
             return created + absolute  # type: ignore[operator]
         if absolute is None:
             return accessed + idle
         return min(accessed + idle, created + absolute)
+
+    def _persistent(self, lifetime: float | None) -> bool:
+        # A per-session lifetime decides the cookie's kind: positive persists, 0 does not.
+        return self.persistent if lifetime is None else lifetime > 0
 
     # -- at the end ------------------------------------------------------------------------------
 
@@ -182,6 +195,8 @@ class SessionManager:
         has_data = bool(session._data)
         created = session._created
         sid = session._loaded_id  # an existing session keeps the id it was loaded under
+        lifetime = session._lifetime()
+        persistent = self._persistent(lifetime)
 
         if sid is None:
             if not has_data:
@@ -192,23 +207,25 @@ class SessionManager:
             if new_sid is None:
                 new_sid = session._sid = new_id()
             first = session._changes() or Changes(create=True)
-            meta = SessionMeta(created, now, self._expiry(created, now), session._user)
+            meta = SessionMeta(created, now, self._expiry(created, now, lifetime), session._user)
             return Decision(Action.SAVE, new_sid, first, meta, discard, CookieOp.SET,
-                            self._max_age(meta.expires, now), True)
+                            self._max_age(meta.expires, now, persistent), True)
 
         if not has_data:
             return Decision(Action.DELETE, sid, discard=(*discard, sid),
                             cookie=CookieOp.REVOKE, vary=True)
         changes = session._changes()
         if changes is not None:
-            meta = SessionMeta(created, now, self._expiry(created, now), session._user)
-            return Decision(Action.SAVE, sid, changes, meta, discard, self._refresh(),
-                            self._max_age(meta.expires, now), True)
+            meta = SessionMeta(created, now, self._expiry(created, now, lifetime), session._user)
+            cookie = self._refresh(persistent, EXPIRY_KEY in changes.set
+                                   or EXPIRY_KEY in changes.deleted or changes.cleared)
+            return Decision(Action.SAVE, sid, changes, meta, discard, cookie,
+                            self._max_age(meta.expires, now, persistent), True)
         if now - session._accessed >= self.touch_interval:
-            expires = self._expiry(created, now)
+            expires = self._expiry(created, now, lifetime)
             meta = SessionMeta(created, now, expires, session._user)
-            return Decision(Action.TOUCH, sid, None, meta, discard, self._refresh(),
-                            self._max_age(expires, now), True)
+            return Decision(Action.TOUCH, sid, None, meta, discard, self._refresh(persistent),
+                            self._max_age(expires, now, persistent), True)
         if not discard:
             return READ_ONLY
         return Decision(Action.NOTHING, sid, discard=discard, vary=True)
@@ -217,27 +234,33 @@ class SessionManager:
         """The request only assigned keys of a session it never read: update it in place.
 
         The stored created time is not known here, so the store caps the new expiry at
-        ``created + absolute_timeout`` itself (``Store.update``).
+        ``created + absolute_timeout`` itself (``Store.update``).  Nor is a lifetime that an
+        earlier request gave with ``set_expiry`` known: such an update slides the expiry by
+        the configured idle timeout (or by a lifetime set in this request), and the session's
+        next read restores its own lifetime.
         """
         changes = session._changes()
         if changes is None:
             return Decision(Action.NOTHING, session.client_id, vary=True)
-        idle = self.idle_timeout
+        lifetime = session._lifetime()
+        idle = lifetime if lifetime else self.idle_timeout
         expires = now + idle if idle is not None else math.inf
         meta = SessionMeta(now, now, expires, None)
-        cookie = self._refresh() if idle is not None else CookieOp.KEEP
+        persistent = self._persistent(lifetime)
+        cookie = (self._refresh(persistent, EXPIRY_KEY in changes.set)
+                  if idle is not None else CookieOp.KEEP)
         return Decision(Action.UPDATE, session.client_id, changes, meta, (), cookie,
-                        self._max_age(expires, now), True)
+                        self._max_age(expires, now, persistent), True)
 
-    def _refresh(self) -> CookieOp:
+    @staticmethod
+    def _refresh(persistent: bool, changed: bool = False) -> CookieOp:
         # A persistent cookie's Max-Age must follow the sliding expiry; a browser-session
-        # cookie never needs re-sending.
-        return CookieOp.SET if self.persistent else CookieOp.KEEP
+        # cookie needs re-sending only when the session's lifetime changed its kind.
+        return CookieOp.SET if persistent or changed else CookieOp.KEEP
 
-    def _max_age(self, expires: float, now: float) -> int | None:
-        if not self.persistent:
-            return None
-        if math.isinf(expires):
+    @staticmethod
+    def _max_age(expires: float, now: float, persistent: bool) -> int | None:
+        if not persistent or math.isinf(expires):
             return None
         return max(0, int(expires - now))
 

@@ -11,19 +11,25 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import hmac
+import math
 import secrets
 import uuid
-from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from .codec import Codec, CodecError
 from .ids import new_id
 from .record import Changes, SessionMeta, SessionRecord
 
+if TYPE_CHECKING:
+    from .manager import SessionManager
+
 __all__ = ["Session"]
 
 FLASH_KEY = "_satchel_flashes"
 CSRF_KEY = "_satchel_csrf"
+#: The per-session lifetime (``set_expiry``) travels with the data, so every store keeps it.
+EXPIRY_KEY = "_satchel_expiry"
 
 _NONE_DELETED: frozenset[str] = frozenset()
 
@@ -49,7 +55,7 @@ class Session(MutableMapping[str, Any]):
     __slots__ = (
         "_accessed", "_cleared", "_codec", "_created", "_data", "_decoded", "_degraded",
         "_deleted", "_discard", "_identified", "_loaded_id", "_now", "_opener", "_orig",
-        "_request", "_revoke",
+        "_policy", "_request", "_revoke",
         "_rotated", "_set", "_sid", "_user", "_user_changed", "_watch", "client_id",
         "touched",
     )
@@ -82,6 +88,7 @@ class Session(MutableMapping[str, Any]):
         self._accessed = now
         self._user: str | None = None
         self._user_changed = False
+        self._policy: SessionManager | None = None  # set by the engine when it opens the session
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -261,6 +268,59 @@ class Session(MutableMapping[str, Any]):
         """True when something was set, deleted or cleared in this request so far."""
         return bool(self._set or self._deleted or self._cleared or self._user_changed)
 
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def set_expiry(self, value: float | None) -> None:
+        """Give this session its own lifetime ("remember me"), or take it back.
+
+        Args:
+            value: seconds of idle lifetime for this session, with a persistent cookie that
+                survives browser restarts; ``0`` for a browser-session cookie under the
+                configured idle timeout; ``None`` back to the configured policy.  The
+                configured absolute lifetime still caps it.
+
+        Raises:
+            ValueError: ``value`` is negative or not a number.
+        """
+        if value is None:
+            if EXPIRY_KEY in self:
+                del self[EXPIRY_KEY]
+            return
+        if not _is_lifetime(value):
+            raise ValueError("set_expiry takes seconds >= 0, or None")
+        if self.get(EXPIRY_KEY) != value:
+            self[EXPIRY_KEY] = value
+
+    @property
+    def expiry(self) -> float | None:
+        """The value given to :meth:`set_expiry` (None: the configured policy)."""
+        return _lifetime(self.get(EXPIRY_KEY))
+
+    @property
+    def expires_at(self) -> float:
+        """When this session dies if left alone (epoch seconds); reading it extends nothing.
+
+        For a session loaded in this request that is its stored expiry; a request that
+        writes or touches it moves it on.  ``math.inf`` when no limit applies.
+        """
+        self._ensure()
+        policy = self._policy
+        if policy is None:
+            raise RuntimeError("this session was not opened by an engine")
+        return policy.expires(self._created, self._accessed, self.expiry)
+
+    def _lifetime(self) -> float | None:
+        """The per-session lifetime as far as this request knows it, without loading."""
+        if EXPIRY_KEY not in self._data:
+            return None
+        value = self._data[EXPIRY_KEY]
+        if EXPIRY_KEY not in self._decoded:
+            try:
+                value = self._decode(EXPIRY_KEY, value)
+            except KeyError:
+                return None
+        return _lifetime(value)
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def rotate(self) -> None:
@@ -397,3 +457,23 @@ class Session(MutableMapping[str, Any]):
         self._rotated = False
         self._revoke = False
         self._discard = []
+
+
+def stored_lifetime(codec: Codec, data: Mapping[str, str]) -> float | None:
+    """The per-session lifetime kept in a stored record's data, if any (see ``set_expiry``)."""
+    text = data.get(EXPIRY_KEY)
+    if text is None:
+        return None
+    try:
+        return _lifetime(codec.decode(text))
+    except CodecError:
+        return None
+
+
+def _is_lifetime(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
+
+
+def _lifetime(value: object) -> float | None:
+    return value if _is_lifetime(value) else None  # type: ignore[return-value]
