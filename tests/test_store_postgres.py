@@ -250,8 +250,7 @@ def test_repr_hides_password() -> None:
     assert "hunter2" not in repr(store) and "127.0.0.1:1" in repr(store)
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://",
+@pytest.mark.parametrize("url", [  # a bare postgresql:// is libpq's defaults: test_postgres_urls
     "postgresql://h/db?max_size=x",
     "postgresql://h/db?table=bad-name",
     "postgresql://h/db?min_size=5&max_size=2",

@@ -38,11 +38,12 @@ every operation here is idempotent, so a retry cannot apply a change twice.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -103,7 +104,9 @@ class PostgresStore(BaseStore):
         except psycopg.ProgrammingError:
             # Not chained: the driver's message may quote the string, password and all.
             raise ConfigurationError("PostgresStore: the connection string is malformed") from None
-        self._where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
+        # Where, for messages: as libpq resolves it (the URL, then PGHOST/PGPORT, then defaults).
+        host = params.get("host") or os.environ.get("PGHOST") or "localhost"
+        self._where = f"{host}:{params.get('port') or os.environ.get('PGPORT') or 5432}"
         options = f"{params.get('options') or ''} -c statement_timeout={int(timeout * 1000)}"
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -329,13 +332,15 @@ _OPTIONS = {
 
 
 def from_url(parsed: SplitResult, **options: Any) -> PostgresStore:
-    """``postgresql://user:password@host:5432/db?table=sessions&max_size=20&sslmode=require``.
+    """Any URL libpq accepts, e.g. ``postgresql://user:password@host:5432/db?sslmode=require``,
+    ``postgresql:///db`` (the local socket), ``postgresql:///db?host=/var/run/postgresql``,
+    ``postgresql://%2Fvar%2Frun%2Fpostgresql/db``, ``postgres://h1:5432,h2:5432/db``, or
+    ``postgresql://`` (libpq's defaults and ``PG*`` environment variables).
 
     satchel's own options (``table``, ``min_size``, ``max_size``, ``connect_timeout``,
-    ``timeout``, ``pool_timeout``) are taken from the query; the rest of the URL goes to libpq.
+    ``timeout``, ``pool_timeout``) are taken from the query; the rest of the URL goes to libpq
+    as it was written (``urlunsplit`` would drop the ``//`` of an empty host).
     """
-    if not parsed.netloc and not parsed.path.strip("/"):
-        raise ConfigurationError("postgresql:// needs a host or a database")
     try:
         pairs = parse_qsl(parsed.query, keep_blank_values=True, strict_parsing=bool(parsed.query))
     except ValueError:
@@ -350,5 +355,8 @@ def from_url(parsed: SplitResult, **options: Any) -> PostgresStore:
             options.setdefault(name, convert(value))
         except ValueError:
             raise ConfigurationError(f"postgresql://: {name} must be a number") from None
-    conninfo = urlunsplit(("postgresql", parsed.netloc, parsed.path, urlencode(rest), ""))
+    conninfo = f"postgresql://{parsed.netloc}{parsed.path}"
+    if rest:
+        # libpq decodes %XX but not "+": spaces (options=-c a=b) must stay %20.
+        conninfo += "?" + urlencode(rest, quote_via=quote)
     return PostgresStore(conninfo, **options)
