@@ -17,8 +17,9 @@ import pytest
 
 import satchel
 from satchel import Changes
-from satchel.cli import _shown, default_demo_store_url, main
+from satchel.cli import default_demo_store_url, main
 from satchel.ids import new_id
+from satchel.stores import masked_url
 
 from .contract import meta
 from .e2e_util import Client
@@ -213,7 +214,10 @@ def test_demo_default_store_and_sigterm(tmp_path: Path) -> None:
 
 
 def test_printed_store_urls_hide_passwords() -> None:
-    assert _shown("postgresql://app:s3cret@db.example:5432/app") == (
+    assert masked_url("postgresql://app:s3cret@db.example:5432/app") == (
         "postgresql://app:***@db.example:5432/app")
-    assert _shown("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
-    assert _shown("sqlite:////var/lib/app.db") == "sqlite:////var/lib/app.db"
+    assert masked_url("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert masked_url("sqlite:////var/lib/app.db") == "sqlite:////var/lib/app.db"
+    assert masked_url("postgresql://db.example/app?sslmode=require&password=s3cret") == (
+        "postgresql://db.example/app?sslmode=require&password=***")
+    assert masked_url("sqlite:////a.db?password=x") == "sqlite:////a.db?password=***"

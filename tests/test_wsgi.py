@@ -416,3 +416,13 @@ def test_iterator_that_changes_session_before_its_first_chunk_gets_cookie() -> N
     assert "satchel" in resp.cookies
     record = app_mw.store.load(resp.cookies["satchel"])
     assert record is not None and set(record.data) == {"inside"}
+
+
+def test_settings_repr_masks_the_store_password() -> None:
+    # The URL is not opened: repr must not leak what the middleware was configured with.
+    settings = satchel.config.Settings.from_options(
+        store="postgresql://app:s3cret@db.example:5432/app?password=s3cret2", secret="k" * 32)
+    shown = repr(settings)
+    assert "s3cret" not in shown and "k" * 32 not in shown
+    assert "postgresql://app:***@db.example:5432/app?password=***" in shown
+    assert "cookie_name='satchel'" in shown

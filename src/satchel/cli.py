@@ -11,11 +11,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
 from .errors import ConfigurationError, SatchelError
-from .stores import Store, open_store
+from .stores import Store, masked_url, open_store
 
 __all__ = ["default_demo_store_url", "main"]
 
@@ -84,7 +83,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--port {args.port} is not a TCP port number")
     url = args.store or default_demo_store_url()
     app = make_app(url)
-    print(f"satchel demo: sessions kept in {_shown(url)}", flush=True)
+    print(f"satchel demo: sessions kept in {masked_url(url)}", flush=True)
     serve(app, args.host, args.port)
     return EXIT_OK
 
@@ -127,17 +126,6 @@ def _open(url: str) -> Store:
     return open_store(url)
 
 
-def _shown(url: str) -> str:
-    """The URL with any password masked, for printing."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(malformed URL)"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    userinfo = (parts.username or "") + ":***"
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[2]}"))
 
 
 def _error(message: str) -> None:

@@ -18,7 +18,7 @@ from .engine import FAIL_CLOSED, SessionEngine
 from .errors import ConfigurationError
 from .keys import Secret, SecretLike
 from .manager import SessionManager
-from .stores import Store, open_store, takes_secret
+from .stores import Store, masked_url, open_store, takes_secret
 from .stores.base import is_client_side
 from .transport import CookieTransport, HeaderTransport, QueryTransport, make_transport
 
@@ -79,6 +79,17 @@ class Settings:
         settings = cls(**options)
         settings._check()
         return settings
+
+    def __repr__(self) -> str:
+        # A store URL may hold a password: shown masked, as the command line prints it.
+        shown = []
+        for f in dataclasses.fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            text = masked_url(value) if f.name == "store" and isinstance(value, str) else value
+            shown.append(f"{f.name}={text!r}")
+        return f"Settings({', '.join(shown)})"
 
     def _check(self) -> None:
         if self.secret is not None:

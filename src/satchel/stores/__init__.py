@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..errors import ConfigurationError
 from .base import BaseStore, Store
 from .memory import MemoryStore
 
-__all__ = ["BaseStore", "MemoryStore", "Store", "missing_library", "open_store",
-           "register_scheme"]
+__all__ = ["BaseStore", "MemoryStore", "Store", "masked_url", "missing_library",
+           "open_store", "register_scheme"]
 
 # scheme -> "module:function"; the function takes (parsed_url, **options) and returns a Store.
 _SCHEMES: dict[str, str] = {
@@ -114,6 +114,35 @@ def missing_library(scheme: str, module: str) -> ConfigurationError:
         f"{scheme}:// stores need the {module.partition('.')[0]!r} package, "
         f"which is not installed{how}"
     )
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password masked, for anything a person may read (a repr, a log line).
+
+    Masks the password of the user part (``user:***@host``) and of any query parameter whose
+    name holds ``password`` (libpq's ``?password=``, ``sslpassword=``).
+    """
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(malformed URL)"
+    netloc, query = parts.netloc, parts.query
+    if password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    if "password" in query.lower():
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if "password" in k.lower() else v) for k, v in pairs],
+                          safe="*")
+    # Put together by hand: urlunsplit would rewrite sqlite:////abs.db as sqlite://abs.db.
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    if query:
+        shown += "?" + query
+    if parts.fragment:
+        shown += "#" + parts.fragment
+    return shown
 
 
 def _accepted() -> str:
