@@ -118,6 +118,13 @@ class StoreContract:
         record = store.load(sid)
         assert record is not None and record.user is None
 
+    def test_a_user_without_keys_is_kept(self, store: Any) -> None:
+        sid = new_id()
+        store.save(sid, Changes(), meta(user="ana"))
+        record = store.load(sid)
+        assert record is not None and record.data == {} and record.user == "ana"
+        assert store.user_sessions("ana") == [sid]
+
     # -- update: a blind write that keeps what it does not know ------------------------------
 
     def test_update_applies_changes_and_keeps_created_and_user(self, store: Any) -> None:

@@ -474,3 +474,26 @@ def test_blind_write_respects_absolute_lifetime() -> None:
     assert h.finish(s).action is Action.UPDATE
     record = h.store.load(sid)
     assert record is not None and record.expires == record.created + 150
+
+
+def test_a_user_without_keys_is_a_session_worth_keeping(h: Harness) -> None:
+    s = h.request()
+    s.user = "ana"
+    decision = h.finish(s)
+    assert decision.action is Action.SAVE and decision.cookie is CookieOp.SET
+    assert decision.sid is not None
+    again = h.request(decision.sid)
+    assert again.user == "ana" and dict(again) == {} and not again.is_new
+    assert h.store.user_sessions("ana") == [decision.sid]
+    # its last key going does not end it while the user stays ...
+    again["a"] = 1
+    h.finish(again)
+    third = h.request(decision.sid)
+    del third["a"]
+    assert h.finish(third).action is Action.SAVE
+    fourth = h.request(decision.sid)
+    assert fourth.user == "ana" and dict(fourth) == {}
+    # ... and dropping the user of a session with no keys ends it
+    fourth.user = None
+    assert h.finish(fourth).action is Action.DELETE
+    assert h.store.load(decision.sid) is None

@@ -192,7 +192,9 @@ class SessionManager:
         if session._opener is not None:
             return self._blind(session, now)
         discard = tuple(session._discard)
-        has_data = bool(session._data)
+        # A session is worth keeping while it holds a key or names a user: a login that
+        # stores nothing but ``session.user`` is still a login.
+        has_data = bool(session._data) or session._user is not None
         created = session._created
         sid = session._loaded_id  # an existing session keeps the id it was loaded under
         lifetime = session._lifetime()
