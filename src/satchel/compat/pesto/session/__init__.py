@@ -1,0 +1,7 @@
+"""Web session management under Pesto's name (``pesto.session``)."""
+
+from __future__ import annotations
+
+from .base import session_middleware
+
+__all__ = ["session_middleware"]
