@@ -17,6 +17,7 @@ import re
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from satchel.compat.pesto.session.base import Session
 from satchel.compat.pesto.session.filesessionmanager import FileSessionManager
 from satchel.compat.pesto.session.memorysessionmanager import MemorySessionManager
 from satchel.ids import is_valid_id
+from satchel.wsgi import SessionMiddleware
 
 from .pesto_web import Response, TestApp, pesto_modules, to_wsgi
 from .seeds import seed_text
@@ -37,10 +39,22 @@ SEED_SOURCE = "001_989a6b4803213ad6.txt"
 
 
 @pytest.fixture
-def pesto(monkeypatch: pytest.MonkeyPatch) -> Any:
+def pesto(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``import pesto`` means the facade; every middleware the examples build is closed after
+    (their purge threads stopped)."""
     for name, module in pesto_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
-    return sys.modules["pesto"]
+    built: list[SessionMiddleware] = []
+
+    class Closed(SessionMiddleware):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(pesto_base, "SessionMiddleware", Closed)
+    yield sys.modules["pesto"]
+    for middleware in built:
+        middleware.close()
 
 
 def session_id(response: Any) -> str | None:
@@ -461,3 +475,9 @@ def test_module_paths_mirror_pestos() -> None:
 
     assert top.session_middleware is package.session_middleware is pesto_base.session_middleware
     assert pesto_base.Session.COOKIE_NAME == "pesto_session"
+
+
+def test_no_purge_thread_outlives_these_tests() -> None:
+    import threading
+
+    assert not any(t.name == "satchel-purge" and t.is_alive() for t in threading.enumerate())
