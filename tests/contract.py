@@ -8,6 +8,7 @@ skip read from its flags, never a silent pass.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import threading
 import time
@@ -18,6 +19,8 @@ import pytest
 import satchel
 from satchel import Changes, SessionMeta
 from satchel.ids import new_id
+
+from .wsgi_util import Response, call
 
 HOUR = 3600.0
 
@@ -44,6 +47,24 @@ def _child_writer(spec: tuple[str, dict[str, Any]], sid: str, prefix: str, n: in
                 store.save(sid, changes, meta())
     finally:
         store.close()
+
+
+def _routes(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """``/write`` reads and counts ``n``; ``/assign`` only assigns ``w`` (a blind write);
+    ``/read`` reads everything."""
+    session = environ["satchel.session"]
+    path = environ["PATH_INFO"]
+    if path == "/write":
+        session["n"] = session.get("n", 0) + 1
+    elif path == "/assign":
+        session["w"] = environ.get("QUERY_STRING") or "assigned"
+    body = repr(sorted(dict(session).items())).encode() if path == "/read" else b"ok"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+def _request(mw: Any, path: str, sid: str | None = None, query: str = "") -> Response:
+    return call(mw, path, cookie=None if sid is None else f"satchel={sid}", query=query)
 
 
 class StoreContract:
@@ -171,6 +192,66 @@ class StoreContract:
         assert store.update(dead, Changes(set={"a": "2"}, create=False),
                             now, now + HOUR, None) is False
         assert store.load(dead) is None
+
+    def test_update_without_an_idle_expiry_is_capped_by_the_lifetime(self, store: Any) -> None:
+        # No idle timeout: a blind write knows no expiry of its own (math.inf), only the
+        # lifetime that caps it against the stored created time.
+        sid = new_id()
+        now = time.time()
+        put(store, sid, {"a": "1"}, now=now - 100)
+        assert store.update(sid, Changes(set={"a": "2"}, create=False), now, math.inf, HOUR)
+        record = store.load(sid)
+        assert record is not None and record.data == {"a": "2"}
+        assert record.expires == pytest.approx(now - 100 + HOUR, abs=1e-3)
+
+    def test_update_judges_expiry_by_the_callers_clock(self, store: Any) -> None:
+        # ``accessed`` is the caller's now: a record whose expiry is not after it is dead,
+        # whatever this machine's clock says.
+        sid = new_id()
+        now = time.time()
+        put(store, sid, {"a": "1"}, now=now, ttl=60)
+        later = now + 61
+        assert store.update(sid, Changes(set={"a": "2"}, create=False),
+                            later, later + HOUR, None) is False
+        assert store.touch(sid, later, later + HOUR) is False
+        assert store.save(sid, Changes(set={"a": "3"}, create=False),
+                          SessionMeta(now, later, later + HOUR)) is False
+        record = store.load(sid)
+        assert record is None or record.data == {"a": "1"}
+
+    # -- through the middleware -------------------------------------------------------------
+
+    def test_assigning_without_an_idle_timeout(self, store: Any) -> None:
+        mw = satchel.SessionMiddleware(_routes, store=store, idle_timeout=None,
+                                       absolute_timeout=HOUR)
+        first = _request(mw, "/write")
+        sid = first.cookies.get("satchel")
+        assert first.code == 200 and sid
+        for value in ("x", "y"):
+            response = _request(mw, "/assign", sid, value)
+            assert response.code == 200, response.body
+            assert "satchel" not in response.cookies  # the same session, updated in place
+        assert _request(mw, "/read", sid).body == repr([("n", 1), ("w", "y")]).encode()
+        record = store.load(sid)
+        assert record is not None
+        assert record.expires == pytest.approx(record.created + HOUR, abs=1e-3)
+
+    def test_a_blind_write_never_revives_a_session_dead_by_the_middlewares_clock(
+        self, store: Any
+    ) -> None:
+        now = [time.time()]
+        mw = satchel.SessionMiddleware(_routes, store=store, idle_timeout=60,
+                                       absolute_timeout=HOUR, clock=lambda: now[0])
+        sid = _request(mw, "/write").cookies.get("satchel")
+        assert sid
+        now[0] += 61  # idle past its timeout by the middleware's clock, not by the store's
+        response = _request(mw, "/assign", sid, "late")
+        assert response.code == 200
+        fresh = response.cookies.get("satchel")
+        assert fresh and fresh != sid  # what was written starts a new session
+        assert _request(mw, "/read", fresh).body == repr([("w", "late")]).encode()
+        record = store.load(sid)
+        assert record is None or "w" not in record.data
 
     # -- delete / touch / expiry -------------------------------------------------------------
 

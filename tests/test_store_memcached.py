@@ -686,14 +686,17 @@ def test_touch_and_append_cost_one_round_trip(server: MemcachedServer) -> None:
             client.set("both-k", b"v", expire=5, noreply=False)  # connects
             touches = server.stats()["cmd_touch"]
             value = b"w\r\nEND\r\nSTORED\r\n\x00"  # protocol words inside a value are data
-            assert relay.count(lambda: client.append_touching("both-k", value, 1000)) == 1
+            answers: list[tuple[bool, int | None]] = []
+            assert relay.count(
+                lambda: answers.append(client.append_touching("both-k", value, 1000))) == 1
+            assert answers == [(True, 5)]  # appended; the TTL it had before
             assert server.stats()["cmd_touch"] == touches + 1
             assert client.get("both-k") == b"v" + value
             ttl = client.raw_command(b"mg both-k t")  # memcached's meta get: remaining TTL
             assert 900 < int(ttl.split(b"t", 1)[1]) <= 1000
-            # No item: nothing is stored, and the touch before it did nothing either.
+            # No item: nothing is stored, and the TTL move before it did nothing either.
             assert relay.count(lambda: client.append_touching("none-k", b"x", 1000)) == 1
-            assert not client.append_touching("none-k", b"x", 1000)
+            assert client.append_touching("none-k", b"x", 1000) == (False, None)
             assert client.get("none-k") is None
             # The connection is still in step for the next command.
             assert client.get("both-k") == b"v" + value
@@ -739,7 +742,7 @@ def test_an_append_past_the_size_limit_is_refused_in_step(server: MemcachedServe
     try:
         near_full = b"x" * (1024 * 1024 - 200)
         client.set("full-k", near_full, expire=60, noreply=False)
-        assert not client.append_touching("full-k", b"y" * 1000, 60)
+        assert client.append_touching("full-k", b"y" * 1000, 60) == (False, 60)
         assert client.get("full-k") == near_full  # unchanged, and the reply was read in step
         with pytest.raises(MemcacheClientError):  # refused before anything is sent
             client.append_touching("bad key", b"v", 60)
@@ -785,3 +788,30 @@ def test_a_log_reads_as_its_changes_applied_in_order(
     assert waste == len(writes) + pairs - len(expected)
     assert record.data == expected and record.user == expected_user
     assert record.accessed == now + len(writes) - 1 if writes else record.accessed == now
+
+
+def test_a_write_in_the_ttl_slack_never_revives_a_session(store: MemcachedStore) -> None:
+    """memcached keeps an item a little past the session's expiry (its clock ticks in whole
+    seconds, and the TTL has a second spare): a write in that slack is refused, as on no item,
+    and readers ignore any frame written after the end."""
+    sid = new_id()
+    now = time.time()
+    put(store, sid, {"a": "1"}, now=now, ttl=0.5)
+    time.sleep(max(0.0, now + 0.6 - time.time()))
+    assert store._get(store._key(sid)) is not None  # memcached still holds the item
+    later = time.time()
+    assert store.update(sid, Changes(set={"a": "2"}, create=False), later, later + HOUR,
+                        None) is False
+    assert store.touch(sid, later, later + HOUR) is False
+    assert store.load(sid) is None
+
+
+def test_a_frame_written_after_the_end_is_ignored() -> None:
+    now = time.time()
+    base = encode_base({"a": "1"}, now, now, now + 60, "ana")
+    live = encode_delta(Changes(set={"b": "2"}), now + 30, now + 90)
+    late = encode_delta(Changes(set={"c": "3"}), now + 91, now + 200)
+    parsed = parse_item(base + live + late + live)
+    assert parsed is not None
+    assert parsed.record.data == {"a": "1", "b": "2"}
+    assert parsed.record.expires == now + 90  # dead at the late frame's time

@@ -134,7 +134,12 @@ def _parse(raw: bytes) -> Parsed:
     pairs = n_set
     limit = math.inf
     while pos < end:
-        mark, flags, size, n_set, n_del, accessed, expires, lifetime = unpack(raw, pos)
+        mark, flags, size, n_set, n_del, written, until, lifetime = unpack(raw, pos)
+        if written >= expires:
+            # Written at or after the session's end (memcached kept the item a little longer,
+            # or the writer's clock is ahead): it, and whatever follows, never revives it.
+            break
+        accessed, expires = written, until
         start = pos + _HEAD
         pos = start + size
         if mark != _MARK or flags & _BASE or pos > end:
@@ -160,9 +165,9 @@ def _parse(raw: bytes) -> Parsed:
         pairs += n_set
         if lifetime < limit:
             limit = lifetime
+        if created + limit < expires:
+            expires = created + limit
         frames += 1
-    if created + limit < expires:
-        expires = created + limit
     record = SessionRecord(data, created, accessed, expires, user)
     return Parsed(record, frames, frames - 1 + pairs - len(data))
 

@@ -2,9 +2,10 @@
 
 The rule that lives here: a command gets a client of its own (an idle one, a new one while
 fewer than ``max_pool_size`` exist, or one given back within ``timeout``), whose socket every
-``send`` and ``recv`` of is bounded by the operation timeout.  A write's ``touch`` rides in the
-same packet as its ``append`` (:meth:`StoreClient.append_touching`), so that two commands cost one
-round trip and wake the server once.  The store's two hot commands (a one-key ``gets`` and that
+``send`` and ``recv`` of is bounded by the operation timeout.  A write's TTL move (a meta get
+that also answers the TTL it replaced) rides in the same packet as its ``append``
+(:meth:`StoreClient.append_touching`), so that two commands cost one round trip and wake the
+server once.  The store's two hot commands (a one-key ``gets`` and that
 pair) are sent on the client's socket and read with pymemcache's own reply readers, which are
 not public API: the ``memcached`` extra pins pymemcache below 5.  What the commands mean, how
 their failures map to satchel's errors and fork safety are :mod:`satchel.stores.memcached`'s.
@@ -110,34 +111,42 @@ class StoreClient(Client):  # type: ignore[misc]  # pymemcache is untyped
             self.close()
             raise
 
-    def append_touching(self, key: str, value: bytes, expire: int) -> bool:
-        """``touch key expire noreply`` then ``append key value``, sent together: True if
-        appended, False if memcached did not store it (no such item, or the item would outgrow
-        the size limit).
+    def append_touching(self, key: str, value: bytes, expire: int) -> tuple[bool, int | None]:
+        """Move the item's TTL to ``expire`` and ``append`` to it, sent together: whether it
+        was appended (not when there is no such item, or it would outgrow the size limit), and
+        the TTL it had before (memcached's whole seconds, -1 for none; None for no item).
 
-        pymemcache sends each command in its own packet, and on loopback every packet wakes
-        memcached once more, which costs about as much as a whole round trip; so the two command
-        lines leave in one ``sendall``, and the one answer (the append's: the touch goes first)
-        is read with pymemcache's reader and error mapping.  On an item that does not exist the
-        touch does nothing.
+        The TTL is moved by memcached's meta get (``mg key t T<expire>``), which also answers
+        the TTL it replaced: what lets the store tell a live session from one that memcached
+        merely has not dropped yet.  pymemcache sends each command in its own packet, and on
+        loopback every packet wakes memcached once more, which costs about as much as a whole
+        round trip; so the two command lines leave in one ``sendall``, and the two answers are
+        read with pymemcache's reader and error mapping.
         """
         name = self.check_key(key, self.key_prefix)
         if self.sock is None:
             self._connect()
         sock = self.sock
         try:
-            sock.sendall(b"touch %b %d noreply\r\nappend %b 0 0 %d\r\n%b\r\n" % (
+            sock.sendall(b"mg %b t T%d\r\nappend %b 0 0 %d\r\n%b\r\n" % (
                 name, expire, name, len(value), value))
             reply = sock.recv(RECV_SIZE)  # the whole answer, all but always
-            if reply == b"STORED\r\n":
-                return True
-            if reply == b"NOT_STORED\r\n":
-                return False
-            _, line = _readline(sock, reply)  # a part of it, or another answer
+            if reply[:4] == b"HD t" and reply[-10:] == b"\r\nSTORED\r\n":
+                return True, int(reply[4:-10])
+            buf, line = _readline(sock, reply)  # the meta get's answer
+            ttl: int | None = None
+            if line[:4] == b"HD t":
+                ttl = int(line[4:])
+            elif line != b"EN":
+                self._raise_errors(line, b"mg")
+                raise MemcacheUnknownError(line[:32])
+            buf, line = _readline(sock, buf)  # the append's
+            if buf:
+                raise MemcacheUnknownError(buf[:32])
             if line == b"STORED":
-                return True
+                return True, ttl
             if line == b"NOT_STORED":
-                return False
+                return False, ttl
             self._raise_errors(line, b"append")
             raise MemcacheUnknownError(line[:32])
         except BaseException:

@@ -58,17 +58,22 @@ class Script:
             return client.eval(self.text, len(keys), *keys, *args)
 
 
-# ARGV: create, cleared, expire-at (ms), sid, number of fields to delete, those fields, then
-# field/value pairs to set.  KEYS[2], when given, is the user's index set (single server only).
+# ARGV: create, cleared, expire-at (ms), sid, now, number of fields to delete, those fields,
+# then field/value pairs to set.  KEYS[2], when given, is the user's index set (single server
+# only).  A session is live while its expiry is after the caller's now; a dead one (or one
+# without a readable expiry) is absent: refused without create, started afresh with it.
 # Fields go in chunks: Lua's unpack() has a stack limit of a few thousand values.
 SAVE = Script("""
 local key = KEYS[1]
-if redis.call('EXISTS', key) == 0 then
+local stored = redis.call('HGET', key, 'm:expires')
+local ends = tonumber(stored)
+if not ends or ends <= tonumber(ARGV[5]) then
   if ARGV[1] ~= '1' then return 0 end
+  if stored then redis.call('DEL', key) end
 elseif ARGV[2] == '1' then
   redis.call('DEL', key)
 end
-local i, last = 6, 5 + tonumber(ARGV[5])
+local i, last = 7, 6 + tonumber(ARGV[6])
 while i <= last do
   local stop = math.min(i + 499, last)
   redis.call('HDEL', key, unpack(ARGV, i, stop))
@@ -87,7 +92,7 @@ return 1
 
 # ARGV: now, accessed, expires, lifetime ('' for none), cleared, expire-at (ms; '' for none),
 # number of fields to delete, those fields, then field/value pairs to set.  Never creates; a
-# dead session (by the caller's clock, as in load) is left alone.  The stored created time caps
+# session dead by the caller's now (``accessed``) is left alone.  The stored created time caps
 # the expiry, and with ``cleared`` the stored created and user are written back after the DEL.
 # A capped expiry is formatted with 17 significant digits, which read back as the very same
 # float.  Every write runs this script, so it keeps to the cheap path: the caller computes the
@@ -138,9 +143,11 @@ return 1
 """)
 
 
-# ARGV: accessed, expires, expire-at (ms).  Never creates.
+# ARGV: accessed (the caller's now), expires, expire-at (ms).  Never creates; a session dead
+# by the caller's now is left alone.
 TOUCH = Script("""
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local ends = tonumber(redis.call('HGET', KEYS[1], 'm:expires'))
+if not ends or ends <= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'm:accessed', ARGV[1], 'm:expires', ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1

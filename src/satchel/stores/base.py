@@ -47,8 +47,10 @@ class Store(Protocol):
         """Apply ``changes`` atomically against what is stored now, and write ``meta``.
 
         Keys not named in ``changes`` keep their stored value (unless ``changes.cleared``).
-        Returns False, writing nothing, when the record is absent and ``changes.create`` is
-        False; True otherwise.
+        ``meta.accessed`` is the caller's now: a record whose expiry is not after it is dead,
+        whatever the store's own clock says (one notion of now, the application's ``clock``).
+        Returns False, writing nothing, when the record is absent or dead and
+        ``changes.create`` is False; True otherwise (a dead record is then started afresh).
         """
 
     def update(self, sid: str, changes: Changes, accessed: float, expires: float,
@@ -57,16 +59,19 @@ class Store(Protocol):
 
         Atomically, against what is stored now: keeps the stored ``created`` and ``user``,
         sets ``accessed``, and sets ``expires`` to the nearer of ``expires`` and the stored
-        ``created + lifetime`` (``lifetime`` None: ``expires`` as given).  Returns False,
-        writing nothing, when the record is absent or expired.  One round trip where the
-        engine allows it: a request that only writes its session then costs one.
+        ``created + lifetime`` (``lifetime`` None: ``expires`` as given).  ``expires`` is
+        ``math.inf`` when there is no idle timeout; the lifetime then decides alone.
+        ``accessed`` is the caller's now: returns False, writing nothing, when the record is
+        absent or its expiry is not after ``accessed``.  One round trip where the engine
+        allows it: a request that only writes its session then costs one.
         """
 
     def delete(self, sid: str) -> bool:
         """Remove the record; True if there was one."""
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
-        """Move the access and expiry times of a live record; False if it is absent."""
+        """Move the access and expiry times of a record live at ``accessed`` (the caller's
+        now); False, writing nothing, if it is absent or dead."""
 
     def exists(self, sid: str) -> bool:
         """True when a live (unexpired) record is kept under ``sid``."""

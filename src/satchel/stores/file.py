@@ -151,7 +151,7 @@ class FileStore(BaseStore):
             try:
                 payload, end, size = latest(fd, size)
                 _, _, expires, _, start = parse_meta(payload)
-                if expires > time.time():
+                if expires > meta.accessed:  # live by the caller's clock
                     body = _merge(changes, payload, start)
             except Unreadable as exc:
                 self._unreadable(exc)
@@ -335,7 +335,7 @@ class FileStore(BaseStore):
         try:
             payload, end, size = latest(fd, size)
             created, _, old_expires, user, start = parse_meta(payload)
-            if old_expires <= time.time():
+            if old_expires <= accessed:  # dead by the caller's clock
                 return False
             if lifetime is not None and created + lifetime < expires:
                 expires = created + lifetime

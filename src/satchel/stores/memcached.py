@@ -7,11 +7,15 @@ memcached's ``append``.  Reading applies the frames in order.  So a write never 
 costs one round trip, and two concurrent requests that write different keys both land, in the
 order memcached took them: the merge is memcached's own, atomic per item.
 
-* ``append`` moves no TTL, so each append rides in one packet with a ``touch ... noreply`` that
-  moves it to the new expiry (one round trip, one wake-up of the server).
+* ``append`` moves no TTL, so each append rides in one packet with a meta get that moves it to
+  the new expiry and answers the TTL it had (one round trip, one wake-up of the server).
 * ``append`` does nothing on an item that is not there: an update or touch of a session that
-  was deleted or expired meanwhile is refused, never resurrected.  An item memcached keeps a
-  second past its expiry (its clock ticks in whole seconds) may take one more append.
+  was deleted or expired meanwhile is refused, never resurrected.  memcached's clock ticks in
+  whole seconds, so it may keep an item a little past the session's expiry, and it knows
+  nothing of the caller's clock: a frame written at or after the session's expiry (its access
+  time, the writer's now, is not before it) ends the session for every reader, and a write
+  whose item had too little TTL left to be surely live by the caller's now reads the item back
+  to tell the caller whether it landed (see :func:`_surely_live`).
 * About one write in ``compact_every`` (at random, so that processes share no bookkeeping)
   instead reads the item with ``gets`` and writes it back whole, folded into one frame, with
   ``cas`` (two round trips; again after losing a race, a bounded number of times, then
@@ -342,10 +346,10 @@ class MemcachedStore(BaseStore):
             assert first is not None
             if self._write(key, _base(first), None, _expire(meta.expires)):
                 return True
-            return self._rewrite(key, merged, "save")  # the id is taken: merge into it
+            return self._rewrite(key, merged, "save", meta.accessed)  # the id is taken: merge
         frame = encode_delta(changes, meta.accessed, meta.expires, user=meta.user,
                              set_user=changes.user_changed)
-        return self._append(key, frame, meta.expires, merged, "save")
+        return self._append(key, frame, meta.accessed, meta.expires, merged, "save")
 
     def update(self, sid: str, changes: Changes, accessed: float, expires: float,
                lifetime: float | None) -> bool:
@@ -360,7 +364,7 @@ class MemcachedStore(BaseStore):
                                  stored.user)
 
         frame = encode_delta(changes, accessed, expires, lifetime)
-        return self._append(self._key(sid), frame, expires, merged, "update")
+        return self._append(self._key(sid), frame, accessed, expires, merged, "update")
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         """A frame of times alone, appended with a touch of memcached's TTL: one round trip."""
@@ -372,7 +376,7 @@ class MemcachedStore(BaseStore):
 
         frame = encode_delta(None, accessed, expires)
         try:
-            return self._append(self._key(sid), frame, expires, merged, "touch")
+            return self._append(self._key(sid), frame, accessed, expires, merged, "touch")
         except SessionConflict:
             return True  # every attempt lost to a save, and each such save wrote fresh times
 
@@ -422,29 +426,43 @@ class MemcachedStore(BaseStore):
     def _key(self, sid: str) -> str:
         return self.prefix + sid
 
-    def _append(self, key: str, frame: bytes, expires: float, merged: _Merge, what: str) -> bool:
-        """Append ``frame`` to the item, moving its TTL to ``expires``: one round trip.
+    def _append(self, key: str, frame: bytes, now: float, expires: float, merged: _Merge,
+                what: str) -> bool:
+        """Append ``frame`` (written at the caller's ``now``) to the item, moving its TTL to
+        ``expires``: one round trip.
 
         memcached refuses the append when there is no such item (False: nothing is
         resurrected) and when the item would outgrow its size limit; then, and for about one
         write in ``compact_every`` (at random, so that nothing is shared between processes),
-        the item is rewritten whole with ``merged``, which folds its log into one frame.
+        the item is rewritten whole with ``merged``, which folds its log into one frame.  An
+        append to an item whose TTL left it in doubt is checked by reading the item back.
         """
         self._check_size(key, frame)
         if self.compact_every and random.random() * self.compact_every < 1:
-            return self._rewrite(key, merged, what)
-        appended = self._run(key, "append", StoreClient.append_touching, key, frame,
-                             _expire(expires))
-        return True if appended else self._rewrite(key, merged, what)
+            return self._rewrite(key, merged, what, now)
+        appended, ttl = self._run(key, "append", StoreClient.append_touching, key, frame,
+                                  _expire(expires))
+        if not appended:
+            return self._rewrite(key, merged, what, now)
+        if _surely_live(ttl, now):
+            return True
+        # Near its end, or judged by another clock: the frame counts only if the session was
+        # live at ``now`` (readers ignore a frame written after its end).  A dead one is
+        # dropped, so that the TTL this write moved keeps nothing alive.
+        record = decode_item(self._get(key))
+        if record is not None and record.expires > now:
+            return True
+        self._run(key, "delete", Client.delete, key, True)
+        return False
 
-    def _rewrite(self, key: str, merged: _Merge, what: str) -> bool:
+    def _rewrite(self, key: str, merged: _Merge, what: str, now: float) -> bool:
         """Read the item with ``gets``, write ``merged(stored)`` back whole with ``add`` or
         ``cas``, and again while another request wins the race; False if ``merged`` says there
-        is nothing to write."""
+        is nothing to write.  A session dead at the caller's ``now`` is absent."""
         for attempt in range(self.cas_retries):
             raw, cas = self._gets(key)
             stored = decode_item(raw)
-            if stored is not None and stored.expires <= time.time():
+            if stored is not None and stored.expires <= now:
                 stored = None  # dead but not yet dropped: never merge into it
             record = merged(stored)
             if record is None:
@@ -541,6 +559,24 @@ def _expire(expires: float) -> int:
     if ttl <= RELATIVE_TTL_LIMIT:
         return ttl
     return math.ceil(expires) + 1
+
+
+#: memcached keeps an item within this many seconds of the TTL it was given by this machine's
+#: clock (its own clock ticks in whole seconds, and the TTL was rounded up with a second spare)
+_TTL_SLACK = 3
+
+
+def _surely_live(ttl: int | None, now: float) -> bool:
+    """Whether an item that had ``ttl`` seconds left (memcached's answer; -1: none) holds a
+    session still live at the caller's ``now``, without reading it.
+
+    The TTL follows the session's expiry on this machine's clock, give or take
+    ``_TTL_SLACK``: enough to be sure while the session has a few seconds left and the caller's
+    clock agrees with this machine's, which is all but every write.
+    """
+    if ttl is None:
+        return False
+    return ttl < 0 or now - time.time() <= ttl - _TTL_SLACK
 
 
 def _backoff(attempt: int) -> None:

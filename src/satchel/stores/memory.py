@@ -57,7 +57,7 @@ class MemoryStore(BaseStore):
     def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
         with self._lock:
             record = self._records.get(sid)
-            if record is not None and record.expires <= time.time():
+            if record is not None and record.expires <= meta.accessed:
                 self._forget(sid, record)
                 record = None
             if record is None:
@@ -87,7 +87,7 @@ class MemoryStore(BaseStore):
                lifetime: float | None) -> bool:
         with self._lock:
             record = self._records.get(sid)
-            if record is None or record.expires <= time.time():
+            if record is None or record.expires <= accessed:
                 return False
             data = record.data
             if changes.cleared:
@@ -106,7 +106,7 @@ class MemoryStore(BaseStore):
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         with self._lock:
             record = self._records.get(sid)
-            if record is None or record.expires <= time.time():
+            if record is None or record.expires <= accessed:
                 return False
             record.accessed = accessed
             record.expires = expires

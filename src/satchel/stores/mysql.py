@@ -40,6 +40,7 @@ import contextlib
 import json
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -122,7 +123,7 @@ class MySQLStore(BaseStore):
         return SessionRecord(json.loads(data), created, accessed, expires, user)
 
     def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
-        times = (meta.created, meta.accessed, meta.expires, meta.user)
+        times = (meta.created, meta.accessed, _finite(meta.expires), meta.user)
         values = _dumps(changes.set)
         if changes.cleared:
             kind, patch = "cleared", None
@@ -130,7 +131,7 @@ class MySQLStore(BaseStore):
             kind, patch = "patch", _patch(changes)
         else:
             kind, patch = "merge", None
-        now = time.time()
+        now = meta.accessed  # the caller's now: a record that expired by it is dead
         if changes.create:
             params: tuple[Any, ...] = (sid, values, *times, now)
             if patch is not None:
@@ -150,14 +151,15 @@ class MySQLStore(BaseStore):
             kind, body = "merge", _patch(changes)
         params: tuple[Any, ...]
         if lifetime is None:
-            sql, params = self._sql["blind_" + kind], (body, accessed, expires, sid, time.time())
+            sql = self._sql["blind_" + kind]
+            params = (body, accessed, _finite(expires), sid, accessed)
         else:
             sql = self._sql["blind_capped_" + kind]
-            params = (body, accessed, expires, lifetime, sid, time.time())
+            params = (body, accessed, _finite(expires), lifetime, sid, accessed)
         return int(self._run(sql, params, rowcount=True)) > 0
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
-        params = (accessed, expires, sid, time.time())
+        params = (accessed, _finite(expires), sid, accessed)
         return int(self._run(self._sql["touch"], params, rowcount=True)) > 0
 
     def delete(self, sid: str) -> bool:
@@ -256,6 +258,13 @@ def _timed_out(exc: BaseException) -> bool:
     # PyMySQL wraps the socket's timeout; it is the context of the OperationalError.
     seen = exc.__cause__ or exc.__context__
     return isinstance(seen, TimeoutError)
+
+
+def _finite(moment: float) -> float:
+    """``moment`` as MySQL can keep it: a ``DOUBLE`` has no infinity (and PyMySQL refuses to
+    send one), so "never" (``math.inf``: no idle expiry) is the largest double, which every
+    comparison and ``LEAST`` treat alike."""
+    return sys.float_info.max if moment == math.inf else moment
 
 
 def _close_quietly(conn: Any) -> None:

@@ -137,7 +137,7 @@ class PostgresStore(BaseStore):
         params = {
             "id": sid, "set": Jsonb(changes.set), "del": sorted(changes.deleted),
             "created": meta.created, "accessed": meta.accessed, "expires": meta.expires,
-            "user": meta.user, "now": time.time(),
+            "user": meta.user, "now": meta.accessed,  # the caller's now judges expiry
         }
         return self._run(lambda c: c.execute(sql, params).rowcount > 0)
 
@@ -149,12 +149,12 @@ class PostgresStore(BaseStore):
         sql = self._sql[("blind_" if lifetime is None else "blind_capped_") + kind]
         params = {
             "id": sid, "set": Jsonb(changes.set), "del": sorted(changes.deleted),
-            "accessed": accessed, "expires": expires, "lifetime": lifetime, "now": time.time(),
+            "accessed": accessed, "expires": expires, "lifetime": lifetime, "now": accessed,
         }
         return self._run(lambda c: c.execute(sql, params).rowcount > 0)
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
-        params = (accessed, expires, sid, time.time())
+        params = (accessed, expires, sid, accessed)
         return self._run(lambda c: c.execute(self._sql["touch"], params).rowcount > 0)
 
     def delete(self, sid: str) -> bool:

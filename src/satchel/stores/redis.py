@@ -199,7 +199,7 @@ class RedisStore(BaseStore):
             deleted.append(_USER)
         args: list[Any] = [
             "1" if changes.create else "0", "1" if changes.cleared else "0",
-            int(meta.expires * 1000), sid, len(deleted), *deleted,
+            int(meta.expires * 1000), sid, meta.accessed, len(deleted), *deleted,
             _CREATED, repr(meta.created), _ACCESSED, repr(meta.accessed),
             _EXPIRES, repr(meta.expires),
         ]
@@ -247,7 +247,7 @@ class RedisStore(BaseStore):
         deleted = () if changes.cleared else ["d:" + k for k in changes.deleted]
         # Floats go as they are: redis-py and hiredis both write a float as its repr.
         args: list[Any] = [
-            time.time(), accessed, expires, "" if lifetime is None else lifetime,
+            accessed, accessed, expires, "" if lifetime is None else lifetime,
             "1" if changes.cleared else "0", "" if expires == math.inf else int(expires * 1000),
             len(deleted), *deleted,
         ]

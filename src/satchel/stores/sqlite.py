@@ -150,7 +150,7 @@ class SQLiteStore(BaseStore):
         def work(conn: sqlite3.Connection) -> bool:
             fresh = conn.execute(
                 UPDATE_LIVE,
-                (meta.created, meta.accessed, meta.expires, meta.user, sid, time.time()),
+                (meta.created, meta.accessed, meta.expires, meta.user, sid, meta.accessed),
             ).rowcount == 0
             if fresh:  # absent, or expired: either way, not a live session
                 if not changes.create:
@@ -167,9 +167,9 @@ class SQLiteStore(BaseStore):
         # The times move only on a live row, then its values change.
         params: tuple[Any, ...]
         if lifetime is None:
-            sql, params = TOUCH, (accessed, expires, sid, time.time())
+            sql, params = TOUCH, (accessed, expires, sid, accessed)
         else:
-            sql, params = TOUCH_CAPPED, (accessed, expires, lifetime, sid, time.time())
+            sql, params = TOUCH_CAPPED, (accessed, expires, lifetime, sid, accessed)
 
         def work(conn: sqlite3.Connection) -> bool:
             if conn.execute(sql, params).rowcount == 0:
@@ -180,7 +180,7 @@ class SQLiteStore(BaseStore):
         return self._transaction(work)
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
-        return self._write(TOUCH, (accessed, expires, sid, time.time())) > 0
+        return self._write(TOUCH, (accessed, expires, sid, accessed)) > 0
 
     def delete(self, sid: str) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
