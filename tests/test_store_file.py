@@ -482,3 +482,61 @@ def test_session_meta_round_trip_keeps_user_none_and_unicode(tmp_path: Path) -> 
     assert first is not None and first.user is None
     assert second is not None and second.user == "ünï ✓"
     assert store.user_sessions("ünï ✓") == [other]
+
+
+def _check_full_disk(directory: Path, fill: bool) -> None:
+    """Creating and growing a session on a full disk raise a clean StoreUnavailable whose
+    message, and whose chained causes, never hold a session id; what was stored survives."""
+    store = FileStore(directory)
+    grown = new_id()
+    put(store, grown, {"a": '"1"'})
+    if fill:  # leave less room than one more value needs
+        filler = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for _ in range(1000):
+                os.write(filler, b"\0" * 1024)
+        except OSError:
+            pass
+        finally:
+            os.close(filler)
+    big = '"' + "x" * 20000 + '"'
+    created = new_id()
+    for sid, changes in ((created, Changes(set={"big": big})),
+                         (grown, Changes(set={"big": big}, create=False))):
+        with pytest.raises(satchel.StoreUnavailable) as caught:
+            store.save(sid, changes, meta())
+        error: BaseException | None = caught.value
+        while error is not None:
+            assert created not in str(error) and grown not in str(error), repr(error)
+            error = error.__cause__ or error.__context__
+    record = store.load(grown)
+    assert record is not None and record.data == {"a": '"1"'}
+    assert store.load(created) is None
+
+
+def test_a_full_disk_is_a_store_outage_naming_no_session(tmp_path: Path) -> None:
+    """On a tiny tmpfs (as root); else with a file size limit in a child process."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                             capture_output=True).returncode == 0
+    if mounted:
+        try:
+            _check_full_disk(disk / "sessions", fill=True)
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)
+        return
+    import resource
+
+    pid = os.fork()
+    if pid == 0:  # the child: files may not grow past 8 KiB
+        code = 1
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
+            resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+            _check_full_disk(disk / "sessions", fill=False)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

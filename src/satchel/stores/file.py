@@ -144,7 +144,12 @@ class FileStore(BaseStore):
         deadline = time.monotonic() + self.lock_timeout
         fd, size = self._open_locked(path, deadline)
         if fd < 0:
-            return changes.create and self._create(shard, sid, changes, meta, deadline)
+            if not changes.create:
+                return False
+            try:
+                return self._create(shard, sid, changes, meta, deadline)
+            except OSError as exc:  # a full disk, most likely
+                raise self._error("write", exc) from exc
         try:
             body: bytes | None = None
             end = 0
@@ -485,6 +490,9 @@ class FileStore(BaseStore):
         log.warning("FileStore: ignored an unreadable session file in %s (%s)", self.directory, exc)
 
     def _error(self, action: str, exc: OSError) -> StoreUnavailable:
+        """The outage ``exc`` means, to raise ``from exc``: neither names the file, whose
+        name is a session id (the OS's error is stripped of it, as it rides along chained)."""
+        exc.filename = exc.filename2 = None
         return StoreUnavailable(
             f"FileStore: cannot {action} in {self.directory!r}: "
             f"{exc.strerror or type(exc).__name__}"
