@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -165,11 +166,77 @@ def test_subprocess_count_purge_and_bad_url(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
 
 
-def test_console_script_is_installed() -> None:
+def test_console_script_is_installed(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "satchel"
-    result = subprocess.run([str(script), "count", "memory://"], capture_output=True, text=True,
+    url = f"sqlite:///{tmp_path}/sessions.db"
+    seed(url, live=1, expired=0)
+    result = subprocess.run([str(script), "count", url], capture_output=True, text=True,
                             timeout=30, check=False)
-    assert (result.returncode, result.stdout) == (0, "0\n")
+    assert (result.returncode, result.stdout) == (0, "1\n")
+
+
+# -- commands that read never create what they read ---------------------------------------------
+
+
+def run_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "satchel", *args], capture_output=True,
+                          text=True, timeout=30, check=False, cwd=cwd)
+
+
+def refused(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"satchel: error: {expected}\n"
+
+
+@pytest.mark.parametrize("command", ["count", "purge"])
+def test_reading_a_missing_file_store_refuses_and_creates_nothing(tmp_path: Path,
+                                                                  command: str) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    result = run_in(tmp_path, command, f"file://{missing}")
+    refused(result, f"FileStore: no store at '{missing}': no such directory")
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("command", ["count", "purge"])
+def test_reading_a_missing_sqlite_store_refuses_and_creates_nothing(tmp_path: Path,
+                                                                    command: str) -> None:
+    # What a cron job run in the wrong directory does with a relative sqlite:/// URL.
+    result = run_in(tmp_path, command, "sqlite:///sessions.db")
+    refused(result, f"SQLiteStore: no store at '{tmp_path}/sessions.db': no such file")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_a_satchel_database_is_refused_untouched(tmp_path: Path) -> None:
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    conn.close()
+    text = tmp_path / "notes.db"
+    text.write_text("not a database\n")
+    before = {p.name: p.read_bytes() for p in (other, text)}
+    for path in (other, text):
+        result = run_in(tmp_path, "purge", f"sqlite:///{path.name}")
+        refused(result, f"SQLiteStore: no store at '{path}': the file holds no satchel sessions")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_setup_creates_then_count_and_purge_read(tmp_path: Path) -> None:
+    url = "sqlite:///sessions.db"
+    assert run_in(tmp_path, "setup", url).returncode == 0
+    assert run_in(tmp_path, "count", url).stdout == "0\n"
+    assert run_in(tmp_path, "purge", url).stdout == "removed 0 expired sessions\n"
+    directory = tmp_path / "sessions"
+    directory.mkdir(mode=0o700)
+    assert run_in(tmp_path, "count", f"file://{directory}").stdout == "0\n"
+
+
+@pytest.mark.parametrize("command", ["count", "purge"])
+def test_reading_a_memory_store_says_it_means_nothing(tmp_path: Path, command: str) -> None:
+    result = run_in(tmp_path, command, "memory://")
+    refused(result, "memory:// sessions live inside the process that made them; this "
+                    f"command's store would always be empty, so {command} means nothing here: "
+                    "give the URL of the store your application uses")
 
 
 def test_demo_on_a_port_in_use_fails_in_one_line() -> None:

@@ -89,14 +89,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
-    with _open(args.url) as store:
+    with _open_existing(args.url, "purge") as store:
         removed = store.purge()
     print(f"removed {removed} expired session{'' if removed == 1 else 's'}")
     return EXIT_OK
 
 
 def _count(args: argparse.Namespace) -> int:
-    with _open(args.url) as store:
+    with _open_existing(args.url, "count") as store:
         print(store.count())
     return EXIT_OK
 
@@ -124,6 +124,24 @@ def default_demo_store_url() -> str:
 
 def _open(url: str) -> Store:
     return open_store(url)
+
+
+def _open_existing(url: str, verb: str) -> Store:
+    """The store at ``url`` for a command that works on the sessions already there.
+
+    Such a command never creates a store (a mistyped path or a cron job run in the wrong
+    directory would count or purge an empty one forever, and leave it behind), and refuses a
+    store that lives inside one process: from here it is always empty.
+    """
+    store = open_store(url, create=False)
+    if not store.multiprocess_safe:
+        store.close()
+        scheme = url.partition("://")[0]
+        raise ConfigurationError(
+            f"{scheme}:// sessions live inside the process that made them; this command's "
+            f"store would always be empty, so {verb} means nothing here: give the URL of the "
+            "store your application uses")
+    return store
 
 
 

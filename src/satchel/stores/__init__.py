@@ -48,20 +48,27 @@ _INSTALL: dict[str, str] = {
 # Schemes whose stores take the application's secret (the middleware's ``secret=``).
 _TAKES_SECRET: set[str] = {"cookie"}
 
+# Schemes whose stores make their storage on first use (a directory, a file, a table), and so
+# take ``create=False`` to open only one that exists.
+_CREATES: set[str] = {"file", "sqlite"}
+
 
 def register_scheme(scheme: str, factory: str, *, takes_secret: bool = False,
-                    install: str | None = None) -> None:
+                    install: str | None = None, creates: bool = False) -> None:
     """Map a URL scheme to ``"module:function"`` (for third-party stores).
 
     ``takes_secret``: the factory accepts ``secret=``, and a middleware built with a store URL
     of this scheme hands it its own secret.  ``install``: what to ``pip install`` when the
-    factory's module cannot import its client library (named in the error).
+    factory's module cannot import its client library (named in the error).  ``creates``:
+    the store makes its storage on first use and its factory accepts ``create=False``.
     """
     _SCHEMES[scheme.lower()] = factory
     if takes_secret:
         _TAKES_SECRET.add(scheme.lower())
     if install:
         _INSTALL[scheme.lower()] = install
+    if creates:
+        _CREATES.add(scheme.lower())
 
 
 def takes_secret(url: str) -> bool:
@@ -69,16 +76,20 @@ def takes_secret(url: str) -> bool:
     return urlsplit(url).scheme.lower() in _TAKES_SECRET
 
 
-def open_store(url: str, **options: Any) -> Store:
+def open_store(url: str, *, create: bool = True, **options: Any) -> Store:
     """Build a store from a URL.
 
     ``memory://``, ``file:///abs/dir``, ``sqlite:///relative.db``, ``sqlite:////abs.db``,
     ``redis://host:6379/0``, ``postgresql://...``, ``mysql://...``, ``memcached://host:port``,
     ``cookie://``.  Query parameters and ``options`` become the store's keyword arguments.
+    ``create=False`` opens only a store that exists, for tools that read one: a file or SQLite
+    store whose directory or database is missing raises instead of being made empty (stores
+    with nothing to create ignore it).
 
     Raises:
-        ValueError: (``ConfigurationError``) for a malformed URL, an unknown scheme, or a
-            store whose client library is not installed (the message names the extra).
+        ValueError: (``ConfigurationError``) for a malformed URL, an unknown scheme, a store
+            whose client library is not installed (the message names the extra), or, with
+            ``create=False``, a store that does not exist.
     """
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
@@ -94,6 +105,8 @@ def open_store(url: str, **options: Any) -> Store:
         raise ConfigurationError(
             f"store URL scheme {parsed.scheme!r} is unknown; accepted schemes: {_accepted()}"
         )
+    if not create and parsed.scheme.lower() in _CREATES:
+        options["create"] = False
     module_name, _, func_name = target.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), func_name)

@@ -86,6 +86,9 @@ class FileStore(BaseStore):
             death of the process but may be lost (never torn: records are checksummed) in a
             power failure; with it, it survives that too, at the cost of a disk flush
             (milliseconds) per write.
+        create: False opens only an existing directory (for tools that read a store: a wrong
+            path must not leave an empty store behind); otherwise a
+            :class:`ConfigurationError`.
     """
 
     thread_safe = True
@@ -93,7 +96,8 @@ class FileStore(BaseStore):
     native_expiry = False
 
     def __init__(
-        self, directory: str | os.PathLike[str], *, lock_timeout: float = 5.0, fsync: bool = False
+        self, directory: str | os.PathLike[str], *, lock_timeout: float = 5.0, fsync: bool = False,
+        create: bool = True,
     ) -> None:
         if (
             isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float))
@@ -103,6 +107,10 @@ class FileStore(BaseStore):
         self.directory = os.path.abspath(os.fspath(directory))
         self.lock_timeout = float(lock_timeout)
         self.fsync = bool(fsync)
+        if not create and not os.path.isdir(self.directory):
+            # Tools that read a store must not leave an empty one behind a wrong path.
+            raise ConfigurationError(
+                f"FileStore: no store at {self.directory!r}: no such directory")
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             mode = os.stat(self.directory).st_mode

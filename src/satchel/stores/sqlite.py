@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import SplitResult, unquote
+from urllib.parse import SplitResult, quote, unquote
 
 from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
 from ..record import Changes, SessionMeta, SessionRecord
@@ -101,6 +101,9 @@ class SQLiteStore(BaseStore):
             :class:`StoreTimeout`.
         pool_size: idle connections kept for reuse; more are opened under load and closed when
             returned.
+        create: False opens only an existing satchel database (for tools that read one:
+            a wrong path must not leave an empty database behind); otherwise a
+            :class:`ConfigurationError`.
     """
 
     thread_safe = True
@@ -108,7 +111,8 @@ class SQLiteStore(BaseStore):
     native_expiry = False
 
     def __init__(
-        self, path: str | os.PathLike[str], *, timeout: float = 5.0, pool_size: int = 4
+        self, path: str | os.PathLike[str], *, timeout: float = 5.0, pool_size: int = 4,
+        create: bool = True,
     ) -> None:
         raw = os.fspath(path)
         if not isinstance(raw, str) or raw in ("", ":memory:") or raw.startswith("file:"):
@@ -129,7 +133,10 @@ class SQLiteStore(BaseStore):
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._closed = False
-        self._create()
+        if create:
+            self._create()
+        else:
+            self._check_exists()
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -260,6 +267,26 @@ class SQLiteStore(BaseStore):
             raise self._failed(conn, exc) from exc
         finally:
             conn.close()
+
+    def _check_exists(self) -> None:
+        """Refuse a path that holds no satchel database, creating nothing."""
+        if not os.path.isfile(self.path):
+            raise ConfigurationError(f"SQLiteStore: no store at {self.path!r}: no such file")
+        try:
+            # mode=rw: opening must not create the file (a plain connect would).
+            uri = "file:" + quote(self.path) + "?mode=rw"
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=self.timeout)) as conn:
+                found = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'satchel_session'"
+                ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc):
+                found = None
+            else:
+                raise _error(exc, self.path) from exc
+        if found is None:
+            raise ConfigurationError(
+                f"SQLiteStore: no store at {self.path!r}: the file holds no satchel sessions")
 
     def _connect(self) -> sqlite3.Connection:
         try:
