@@ -126,7 +126,79 @@ def test_json_decode_never_raises_anything_but_codec_error(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", ['{" di": []}', '{" di": 5}', '{" m": [[1]]}', '{" s": [[1]]}',
-                                  '{" dec": "x"}', '{" u": "zz"}', '{" t": 5}', "[" * 100000])
+                                  '{" dec": "x"}', '{" u": "zz"}', '{" t": 5}', "[" * 100000,
+                                  '{" b": 1}', '{" u": 5}', '{" b": "é"}', '{" dec": [1]}',
+                                  '{" di": "ab"}', '{" m": "ab"}', '{" t": "ab"}', '{" s": "ab"}',
+                                  '{" dt": 1}', '"\\ud800"', '["\\udfff"]'])
 def test_malformed_tags_are_codec_errors(text: str) -> None:
     with pytest.raises(CodecError):
         JSONCodec().decode(text)
+
+
+def test_json_decode_of_what_is_not_text_is_a_codec_error() -> None:
+    for stored in (5, None, b'"text"', ["a"]):
+        with pytest.raises(CodecError):
+            JSONCodec().decode(stored)  # type: ignore[arg-type]
+
+
+_TAG_NAMES = [" t", " s", " fs", " b", " dt", " d", " tm", " dec", " u", " m", " di", " x", "a"]
+_scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+            | st.sampled_from(["2024-01-01", "12:00", "00000000-0000-0000-0000-000000000000",
+                               "AA==", "1.5", "\ud800"]))
+_tagged_json = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(_TAG_NAMES), inner, max_size=1)
+    | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(_tagged_json)
+def test_json_decode_of_tag_shaped_documents_is_a_value_that_stores_again(doc: Any) -> None:
+    import json
+
+    codec = JSONCodec()
+    try:
+        value = codec.decode(json.dumps(doc))
+    except CodecError:
+        return
+    codec.encode("k", value)  # whatever decodes can be stored again, or it must not decode
+
+
+@given(st.text(st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+               | st.sampled_from('"\\[]{} :,u0123456789abcdefABCDEF')))
+def test_json_decode_of_any_text_with_surrogates_is_a_value_or_a_codec_error(text: str) -> None:
+    try:
+        JSONCodec().decode(text)
+    except CodecError:
+        pass
+
+
+def test_authentic_pickle_that_cannot_be_loaded_is_a_codec_error() -> None:
+    import base64
+    import hashlib
+    import hmac
+    import pickle
+
+    from satchel import Secret
+
+    key = Secret(SECRET).derive("satchel.pickle")[0]
+    payload = pickle.dumps(1)[:-3]  # truncated: pickle.loads raises its own errors
+    sig = hmac.new(key, payload, hashlib.sha256).digest()
+    with pytest.raises(CodecError):
+        PickleCodec(SECRET).decode(base64.urlsafe_b64encode(sig + payload).decode())
+    with pytest.raises(CodecError):
+        PickleCodec(SECRET).decode(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["\ud800", "a\udfffb", ["ok", "\ud83d"], {"k": "\udc80"},
+                                   {"\ud800": 1}, ("\ud800",)])
+def test_json_refuses_lone_surrogates_naming_the_key(value: Any) -> None:
+    codec = JSONCodec()
+    with pytest.raises(ValueError, match="'cart'.*surrogate"):
+        codec.encode("cart", value)
+    if type(value) is str:  # the value itself is refused at assignment
+        with pytest.raises(ValueError, match="'cart'.*surrogate"):
+            codec.check("cart", value)
+    assert codec.decode(codec.encode("k", "\U0001f600 ok")) == "\U0001f600 ok"  # a real pair

@@ -497,3 +497,101 @@ def test_a_user_without_keys_is_a_session_worth_keeping(h: Harness) -> None:
     fourth.user = None
     assert h.finish(fourth).action is Action.DELETE
     assert h.store.load(decision.sid) is None
+
+
+# -- what cannot be stored is refused where it is given --------------------------------------
+
+
+@pytest.mark.parametrize("key", ["\ud800", "a\udfffb", "nul\x00key"])
+def test_keys_no_store_can_keep_are_refused_at_assignment(h: Harness, key: str) -> None:
+    s = h.request()
+    with pytest.raises(ValueError, match="session key") as caught:
+        s[key] = 1
+    assert repr(key) in str(caught.value)
+    with pytest.raises(ValueError, match="session key"):
+        s.update({key: 1})
+    assert key not in s and len(s) == 0
+
+
+def test_values_with_lone_surrogates_are_refused_naming_the_key(h: Harness) -> None:
+    s = h.request()
+    with pytest.raises(ValueError, match="'note'.*surrogate"):
+        s["note"] = "\ud800"
+    s["cart"] = ["fine", "\udc80"]  # nested: found when the request saves, as for types
+    with pytest.raises(ValueError, match="'cart'.*surrogate"):
+        h.finish(s)
+
+
+@pytest.mark.parametrize("user", ["\ud800", "ana\x00", "x" * 256])
+def test_users_no_store_can_keep_are_refused(h: Harness, user: str) -> None:
+    s = h.request()
+    with pytest.raises(ValueError, match="session.user"):
+        s.user = user
+    assert s.user is None
+    s.user = "x" * 255  # the longest a store must keep
+    assert s.user == "x" * 255
+
+
+@pytest.mark.parametrize("token", ["\ud800", "é", "a\x00"])
+def test_check_csrf_of_text_that_is_no_token_is_false(h: Harness, token: str) -> None:
+    s = h.request()
+    assert s.csrf_token
+    assert s.check_csrf(token) is False
+
+
+# -- values the codec cannot read drop their key alone ---------------------------------------
+
+
+def _stored_with(h: Harness, **raw: str) -> str:
+    """A stored session holding ``raw`` encoded texts as they are (no codec)."""
+    sid = new_id()
+    now = h.clock()
+    h.store.save(sid, Changes(set={"ok": '"fine"', **raw}), SessionMeta(now, now, now + 600))
+    return sid
+
+
+BAD_TEXTS = {"tag": '{" b": 1}', "uuid": '{" u": 5}', "garbage": "{", "surrogate": '"\\ud800"'}
+
+
+@pytest.mark.parametrize("how", ["dict", "items", "values", "keys", "len", "in", "iter", "get"])
+def test_undecodable_values_drop_their_key_alone_however_read(
+        h: Harness, how: str, caplog: pytest.LogCaptureFixture) -> None:
+    sid = _stored_with(h, **BAD_TEXTS)
+    s = h.request(sid)
+    with caplog.at_level("WARNING", logger="satchel.security"):
+        if how == "dict":
+            assert dict(s) == {"ok": "fine"}
+        elif how == "items":
+            assert list(s.items()) == [("ok", "fine")]
+        elif how == "values":
+            assert list(s.values()) == ["fine"]
+        elif how == "keys":
+            assert list(s.keys()) == ["ok"]
+        elif how == "len":
+            assert len(s) == 1
+        elif how == "in":
+            assert "tag" not in s and "uuid" not in s and "ok" in s
+        elif how == "iter":
+            assert list(s) == ["ok"]
+        else:
+            assert s.get("garbage") is None and s.get("ok") == "fine"
+    assert dict(s) == {"ok": "fine"} and len(s) == 1 and list(s) == ["ok"]
+    dropped = [r for r in caplog.records if r.name == "satchel.security"]
+    assert dropped and all("\\ud800" not in r.getMessage() and '" b"' not in r.getMessage()
+                           for r in dropped)
+    h.finish(s)  # the unreadable keys are removed from the store; the good one stays
+    record = h.store.load(sid)
+    assert record is not None and record.data == {"ok": '"fine"'}
+
+
+def test_values_signed_with_a_retired_pickle_secret_drop_their_key_alone() -> None:
+    from satchel import PickleCodec, SessionEngine
+
+    old, new = "old-secret-0123456789", "new-secret-0123456789"
+    h = Harness()
+    sid = _stored_with(h, cart=PickleCodec(old).encode("cart", [1, 2]),
+                       seen=PickleCodec(new).encode("seen", {3}))
+    h.engine = SessionEngine(h.store, h.manager, PickleCodec(new), clock=h.clock)
+    s = h.request(sid)
+    assert sorted(s) == ["seen"]  # "ok" is JSON, not signed pickle: dropped too
+    assert dict(s) == {"seen": {3}} and len(s) == 1 and "cart" not in s

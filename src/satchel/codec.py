@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import pickle
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 from .errors import ConfigurationError
 from .keys import Secret, SecretLike
 
-__all__ = ["Codec", "CodecError", "JSONCodec", "PickleCodec"]
+__all__ = ["Codec", "CodecError", "JSONCodec", "PickleCodec", "text_problem"]
 
 
 class CodecError(ValueError):
@@ -45,7 +46,26 @@ class Codec(Protocol):
         """Encode ``value``; raise ``TypeError`` naming ``key`` if it cannot be represented."""
 
     def decode(self, text: str) -> Any:
-        """Decode text made by :meth:`encode`; raise :class:`CodecError` if it is not valid."""
+        """Decode text made by :meth:`encode`.
+
+        Raises :class:`CodecError`, and nothing else, for anything else it is given: the
+        session drops such a key rather than fail the request.
+        """
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored as it is (None when it can).
+
+    Every store keeps text as UTF-8, which has no spelling for a lone surrogate (what
+    ``json.loads('"\\ud800"')`` returns): refused here, once, rather than by each store's driver.
+    """
+    if text.isascii():  # O(1) in CPython: the common case costs nothing
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it holds a lone surrogate (not valid Unicode text)"
+    return None
 
 
 # -- JSON with tags ----------------------------------------------------------------------------
@@ -106,24 +126,57 @@ def _tag(value: Any) -> Any:
     raise _Unsupported(value)
 
 
-def _untag_pairs(pairs: list[list[Any]]) -> dict[Any, Any]:
+class _BadTag(ValueError):
+    """A tag whose payload is not what :func:`_tag` makes."""
+
+
+def _list(value: Any) -> list[Any]:
+    if type(value) is not list:
+        raise _BadTag
+    return value
+
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise _BadTag
+    return value
+
+
+def _untag_pairs(pairs: Any) -> dict[Any, Any]:
     # Inner tags are decoded first (object_hook runs innermost-out), so tuple keys are tuples.
-    return {k: v for k, v in pairs}
+    out = {}
+    for pair in _list(pairs):
+        if type(pair) is not list or len(pair) != 2:
+            raise _BadTag
+        out[pair[0]] = pair[1]
+    return out
 
 
+def _untag_escaped(value: Any) -> dict[str, Any]:
+    if type(value) is not list or len(value) != 2 or type(value[0]) is not str:
+        raise _BadTag
+    return {value[0]: value[1]}
+
+
+# Each untagger accepts exactly the payload shape _tag makes and raises ValueError or
+# TypeError for any other, which decode turns into CodecError.
 _TAGS: dict[str, Callable[[Any], Any]] = {
-    " t": tuple,
-    " s": set,
-    " fs": frozenset,
-    " b": lambda v: base64.b64decode(v.encode("ascii"), validate=True),
-    " dt": _dt.datetime.fromisoformat,
-    " d": _dt.date.fromisoformat,
-    " tm": _dt.time.fromisoformat,
-    " dec": decimal.Decimal,
-    " u": uuid.UUID,
+    " t": lambda v: tuple(_list(v)),
+    " s": lambda v: set(_list(v)),
+    " fs": lambda v: frozenset(_list(v)),
+    " b": lambda v: base64.b64decode(_text(v).encode("ascii"), validate=True),
+    " dt": lambda v: _dt.datetime.fromisoformat(_text(v)),
+    " d": lambda v: _dt.date.fromisoformat(_text(v)),
+    " tm": lambda v: _dt.time.fromisoformat(_text(v)),
+    " dec": lambda v: decimal.Decimal(_text(v)),
+    " u": lambda v: uuid.UUID(_text(v)),
     " m": _untag_pairs,
-    " di": lambda v: {v[0]: v[1]},
+    " di": _untag_escaped,
 }
+
+# A \u escape of a surrogate: our encoder never writes one (it keeps text as it is), so stored
+# text holding one came from elsewhere and may decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _object_hook(obj: dict[str, Any]) -> Any:
@@ -148,34 +201,56 @@ class JSONCodec:
         self._loads = json.JSONDecoder(object_hook=_object_hook).decode
 
     def check(self, key: str, value: Any) -> None:
-        if type(value) not in _SUPPORTED_TYPES:
+        cls = type(value)
+        if cls not in _SUPPORTED_TYPES:
             raise TypeError(_type_message(key, value))
+        if cls is str and not value.isascii():
+            _check_text(key, value)
 
     def encode(self, key: str, value: Any) -> str:
         cls = type(value)
         if cls is str:  # the common case, straight to the C string encoder
-            return _encode_str(value)
-        try:
-            if cls is int or cls is bool or value is None:
-                return self._dumps(value)
-            return self._dumps(_tag(value))
-        except _Unsupported as exc:
-            raise TypeError(_type_message(key, value, inner=str(exc))) from None
-        except (ValueError, RecursionError) as exc:
-            message = f"session key {key!r}: value cannot be encoded as JSON ({exc})"
-            raise TypeError(message) from None
+            text: str = _encode_str(value)
+        else:
+            try:
+                if cls is int or cls is bool or value is None:
+                    return self._dumps(value)
+                text = self._dumps(_tag(value))
+            except _Unsupported as exc:
+                raise TypeError(_type_message(key, value, inner=str(exc))) from None
+            except (ValueError, RecursionError) as exc:
+                message = f"session key {key!r}: value cannot be encoded as JSON ({exc})"
+                raise TypeError(message) from None
+        if not text.isascii():
+            _check_text(key, text)
+        return text
 
     def decode(self, text: str) -> Any:
+        if type(text) is not str:
+            raise CodecError(f"stored value is {type(text).__name__}, not text")
         # A JSON string with no escapes is its own content between the quotes.
         if text[:1] == '"' and len(text) > 1 and text[-1] == '"' and "\\" not in text:
             inner = text[1:-1]
             if '"' not in inner:
                 return inner
         try:
-            return self._loads(text)
+            value = self._loads(text)
         except (ValueError, TypeError, LookupError, ArithmeticError, RecursionError) as exc:
             message = f"stored value is not valid tagged JSON: {type(exc).__name__}"
             raise CodecError(message) from None
+        if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
+            # A value that could never be stored again must not be handed out either.
+            try:
+                self.encode("", value)
+            except (TypeError, ValueError):
+                raise CodecError("stored value holds text that cannot be stored") from None
+        return value
+
+
+def _check_text(key: str, text: str) -> None:
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(f"session key {key!r}: the value cannot be stored: {problem}")
 
 
 def _type_message(key: str, value: object, inner: str | None = None) -> str:
@@ -218,6 +293,8 @@ class PickleCodec:
         return base64.urlsafe_b64encode(sig + payload).decode("ascii")
 
     def decode(self, text: str) -> Any:
+        if type(text) is not str:
+            raise CodecError(f"stored value is {type(text).__name__}, not text")
         try:
             raw = base64.urlsafe_b64decode(text.encode("ascii"))
         except (binascii.Error, UnicodeEncodeError, ValueError):
@@ -225,5 +302,15 @@ class PickleCodec:
         sig, payload = raw[:_SIG_BYTES], raw[_SIG_BYTES:]
         for key in self._keys:
             if hmac.compare_digest(sig, hmac.new(key, payload, hashlib.sha256).digest()):
-                return pickle.loads(payload)  # noqa: S301 - authenticated above
+                return _unpickle(payload)
         raise CodecError("stored pickle has no valid signature; refusing to unpickle it")
+
+
+def _unpickle(payload: bytes) -> Any:
+    try:
+        return pickle.loads(payload)  # noqa: S301 - authenticated by the caller
+    except Exception as exc:
+        # Authentic but unloadable (a class renamed or removed since, a truncated write):
+        # unpickling can raise anything a class's __setstate__ raises, so every exception is
+        # this value's fault, and becomes the codec's one error.
+        raise CodecError(f"stored pickle cannot be loaded: {type(exc).__name__}") from None

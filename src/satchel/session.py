@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import hmac
+import logging
 import math
 import secrets
 import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from .codec import Codec, CodecError
+from .codec import Codec, CodecError, text_problem
 from .ids import new_id
 from .record import Changes, SessionMeta, SessionRecord
 
@@ -31,7 +32,12 @@ CSRF_KEY = "_satchel_csrf"
 #: The per-session lifetime (``set_expiry``) travels with the data, so every store keeps it.
 EXPIRY_KEY = "_satchel_expiry"
 
+#: The longest user name every store keeps (MySQL's user_id is VARCHAR(255)).
+MAX_USER_LENGTH = 255
+
 _NONE_DELETED: frozenset[str] = frozenset()
+
+security_log = logging.getLogger("satchel.security")
 
 # Values of these types cannot change in place, so reading them needs no re-check at the end.
 _IMMUTABLE = frozenset({
@@ -155,8 +161,10 @@ class Session(MutableMapping[str, Any]):
     def _decode(self, key: str, text: str) -> Any:
         try:
             value = self._codec.decode(text)
-        except CodecError:
-            # Unreadable (corrupt, or signed with a retired key): the key reads as absent.
+        except CodecError as exc:
+            # Unreadable (corrupt, foreign, or signed with a retired key): the key reads as
+            # absent, and the save removes it.  The message never holds the value.
+            security_log.warning("dropped a stored session value that cannot be decoded: %s", exc)
             del self._data[key]
             self._deleted.add(key)
             raise KeyError(key) from None
@@ -164,9 +172,22 @@ class Session(MutableMapping[str, Any]):
         self._decoded.add(key)
         return value
 
+    def _decode_all(self) -> None:
+        """Decode every value not yet read, dropping those that fail, so that the keys listed
+        (``iter``, ``len``, ``keys``) are exactly those whose values can be read."""
+        decoded = self._decoded
+        data = self._data
+        for key in [k for k in data if k not in decoded]:
+            try:
+                self._decode(key, data[key])
+            except KeyError:
+                continue
+
     def __setitem__(self, key: str, value: Any) -> None:
         if type(key) is not str:
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
+        if not key.isascii() or "\x00" in key:
+            _check_key(key)
         self._codec.check(key, value)
         if self._opener is not None:
             self._blind()
@@ -188,17 +209,27 @@ class Session(MutableMapping[str, Any]):
     def __iter__(self) -> Iterator[str]:
         if self._opener is not None or not self.touched:
             self._ensure()
+        self._decode_all()
         return iter(list(self._data))
 
     def __len__(self) -> int:
         if self._opener is not None or not self.touched:
             self._ensure()
+        self._decode_all()
         return len(self._data)
 
     def __contains__(self, key: object) -> bool:
         if self._opener is not None or not self.touched:
             self._ensure()
-        return key in self._data
+        data = self._data
+        if key not in data:
+            return False
+        if key not in self._decoded:
+            try:
+                self._decode(key, data[key])
+            except KeyError:
+                return False
+        return True
 
     def get(self, key: str, default: Any = None) -> Any:
         try:
@@ -256,8 +287,16 @@ class Session(MutableMapping[str, Any]):
 
     @user.setter
     def user(self, value: str | None) -> None:
-        if value is not None and type(value) is not str:
-            raise TypeError("session.user must be a str or None")
+        if value is not None:
+            if type(value) is not str:
+                raise TypeError("session.user must be a str or None")
+            problem = text_problem(value)
+            if problem is None and "\x00" in value:
+                problem = "it holds a NUL character"
+            if problem is None and len(value) > MAX_USER_LENGTH:
+                problem = f"it is longer than {MAX_USER_LENGTH} characters"
+            if problem is not None:
+                raise ValueError(f"session.user cannot be stored: {problem}")
         self._ensure()
         if value != self._user:
             self._user = value
@@ -332,12 +371,7 @@ class Session(MutableMapping[str, Any]):
         """
         self._ensure()
         self._data.pop(CSRF_KEY, None)
-        for key, value in list(self._data.items()):
-            if key not in self._decoded:
-                try:
-                    self._decode(key, value)
-                except KeyError:
-                    continue
+        self._decode_all()
         if self._loaded_id is not None:
             self._discard.append(self._loaded_id)
         self._loaded_id = None
@@ -404,9 +438,9 @@ class Session(MutableMapping[str, Any]):
     def check_csrf(self, token: str | None) -> bool:
         """True when ``token`` equals this session's CSRF token (constant-time)."""
         expected = self.get(CSRF_KEY)
-        if not isinstance(expected, str) or not isinstance(token, str):
-            return False
-        return hmac.compare_digest(expected.encode(), token.encode())
+        if not isinstance(expected, str) or not isinstance(token, str) or not token.isascii():
+            return False  # tokens are ASCII; anything else (even a lone surrogate) is no match
+        return hmac.compare_digest(expected, token)
 
     # -- what the manager reads at the end of the request ------------------------------------
 
@@ -468,6 +502,15 @@ def stored_lifetime(codec: Codec, data: Mapping[str, str]) -> float | None:
         return _lifetime(codec.decode(text))
     except CodecError:
         return None
+
+
+def _check_key(key: str) -> None:
+    """Refuse a key that some store could not keep, so that no store meets it."""
+    problem = text_problem(key)
+    if problem is None and "\x00" in key:
+        problem = "it holds a NUL character"  # PostgreSQL's text and jsonb cannot hold one
+    if problem is not None:
+        raise ValueError(f"session key {key!r} cannot be stored: {problem}")
 
 
 def _is_lifetime(value: object) -> bool:
