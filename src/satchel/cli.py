@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         cmd.add_argument("url", metavar="URL", help="store URL, e.g. sqlite:////var/lib/app.db")
         cmd.set_defaults(func=func, command=name)
+
+    migrate = sub.add_parser("migrate", help="copy live sessions from Beaker, Session3, Pesto "
+                             "or another store", description=_migrate_doc())
+    _migrate_arguments(migrate)
+    migrate.set_defaults(func=_migrate, command="migrate")
     return parser
 
 
@@ -110,6 +115,23 @@ def _setup(args: argparse.Namespace) -> int:
         setup()
     print(f"{type(store).__name__} is set up")
     return EXIT_OK
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from .migrate import run
+
+    return run(args)
+
+
+def _migrate_arguments(cmd: argparse.ArgumentParser) -> None:
+    from .migrate import add_arguments
+
+    add_arguments(cmd)
+
+
+def _migrate_doc() -> str:
+    return ("Copy live sessions into a satchel store, keeping browsers logged in; the source is "
+            "only read. Exit status 1 when any session could not be copied.")
 
 
 # -- helpers -------------------------------------------------------------------------------------

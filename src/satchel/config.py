@@ -47,6 +47,7 @@ class Settings:
     absolute_timeout: float | None = 86400
     touch_interval: float = 60
     strict: bool = True
+    legacy_ids: bool = False
     persistent: bool = False
     pickle: bool = False
     codec: Codec | None = None
@@ -151,6 +152,7 @@ class Settings:
             strict=self.strict,
             persistent=self.persistent,
             mint_key=mint_key,
+            legacy_ids=self.legacy_ids,
         )
         return SessionEngine(store, manager, self.make_codec(),
                              on_unavailable=self.on_unavailable, clock=self.clock)

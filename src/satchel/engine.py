@@ -18,6 +18,7 @@ from typing import Any
 
 from .codec import Codec
 from .errors import StoreUnavailable
+from .ids import LEGACY_KEY
 from .manager import Action, CookieOp, Decision, SessionManager
 from .record import SessionMeta, SessionRecord
 from .session import EXPIRY_KEY, Opener, Session, stored_lifetime
@@ -76,6 +77,7 @@ class SessionEngine:
         sealer = self.sealer
         session._policy = manager
         record: SessionRecord | None
+        legacy = False
         try:
             if sealer is None:
                 if session._identified and fetch:
@@ -84,7 +86,10 @@ class SessionEngine:
                     sid = session.client_id = manager.client_id(raw_id)
                 if sid is None:
                     return True
-                if not fetch:
+                # An old system's id, mapped by the manager: read at once, even for a request
+                # that only writes, so the session is rotated before anything is written to it.
+                legacy = sid != raw_id
+                if not fetch and not legacy:
                     return False
                 record = self.store.load(sid)
             else:
@@ -103,6 +108,13 @@ class SessionEngine:
             record = manager.accept(record, session._now, stored_lifetime(self.codec, record.data))
         else:
             record = manager.accept(record, session._now)
+        if record is not None and LEGACY_KEY in record.data:
+            if legacy:
+                _adopt_legacy(session, sid, record)
+                return True
+            record = None  # a migrated session answers only to its old id
+        elif legacy:
+            return True  # an old id that was not migrated: never adopted
         if record is None:
             if manager.adopts(sid):
                 session._sid = sid
@@ -180,6 +192,15 @@ class SessionEngine:
     def purge(self, now: float | None = None) -> int:
         """Remove expired sessions from the store; return how many."""
         return self.store.purge(self.clock() if now is None else now)
+
+
+def _adopt_legacy(session: Session, sid: str, record: SessionRecord) -> None:
+    """Take a migrated session found through its old id, and rotate it: the old id is
+    honoured on this request only, and the session goes on under a fresh satchel id."""
+    session._attach(sid, record)
+    session._opener = None  # read: rotating must not open it again
+    session._data.pop(LEGACY_KEY, None)
+    session.rotate()
 
 
 def _target(decision: Decision) -> tuple[str, SessionMeta]:

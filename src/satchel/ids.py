@@ -13,12 +13,27 @@ import hmac
 import re
 import secrets
 
-__all__ = ["ID_LENGTH", "is_minted_id", "is_valid_id", "mint_id", "new_id"]
+__all__ = [
+    "ID_LENGTH",
+    "LEGACY_KEY",
+    "is_legacy_id",
+    "is_minted_id",
+    "is_valid_id",
+    "legacy_id",
+    "mint_id",
+    "new_id",
+]
 
 ID_BYTES = 32
 ID_LENGTH = 43  # len(base64url(32 bytes)) without padding
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 _match = _ID_RE.fullmatch
+# Ids of the systems satchel migrates from: Session3's 64 bits (16 hex digits, or 11 base64url
+# characters on Quixote 3), Beaker's uuid4 (32), Pesto's SHA-1 or SHA-256 digests (40, 64).
+_LEGACY_RE = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64}|[A-Za-z0-9_-]{11}")
+# The data key that marks a session copied by ``satchel migrate`` under :func:`legacy_id`:
+# such a session is reachable only through its old id, and only until it is rotated.
+LEGACY_KEY = "_satchel_legacy"
 
 
 def new_id() -> str:
@@ -48,3 +63,18 @@ def is_minted_id(value: str, key: bytes) -> bool:
 def is_valid_id(value: object) -> bool:
     """True when ``value`` has the exact shape of an id satchel issues."""
     return type(value) is str and len(value) == ID_LENGTH and _match(value) is not None
+
+
+def is_legacy_id(value: object) -> bool:
+    """True when ``value`` has the shape of an id Beaker, Session3 or Pesto issued."""
+    return type(value) is str and _LEGACY_RE.fullmatch(value) is not None
+
+
+def legacy_id(old: str) -> str:
+    """The satchel-shaped id a migrated session is kept under: a hash of its old id.
+
+    Deterministic, so the middleware finds the session from the old cookie alone; the
+    session also carries :data:`LEGACY_KEY`, so arriving with this id directly finds nothing.
+    """
+    digest = hashlib.sha256(b"satchel.legacy\0" + old.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")

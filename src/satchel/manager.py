@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
-from .ids import is_minted_id, is_valid_id, mint_id, new_id
+from .ids import is_legacy_id, is_minted_id, is_valid_id, legacy_id, mint_id, new_id
 from .record import Changes, SessionMeta, SessionRecord
 from .session import EXPIRY_KEY, Session
 
@@ -85,6 +85,10 @@ class SessionManager:
         persistent: the client keeps its id across browser restarts (cookie ``Max-Age``).
         mint_key: the key that authenticates ids handed out before anything is stored (the
             query-string transport redirects to a URL holding one).
+        legacy_ids: honour, once, the old id (Beaker's, Session3's, Pesto's) of a session that
+            ``satchel migrate`` copied: the session is found by :func:`~satchel.ids.legacy_id`
+            and rotated to a fresh id on that request.  An old id that was not migrated finds
+            nothing and is never adopted.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class SessionManager:
         strict: bool = True,
         persistent: bool = False,
         mint_key: bytes | None = None,
+        legacy_ids: bool = False,
     ) -> None:
         for name, value in (("idle_timeout", idle_timeout), ("absolute_timeout", absolute_timeout)):
             if value is not None and (not _is_number(value) or value <= 0):
@@ -112,6 +117,7 @@ class SessionManager:
         self.strict = strict
         self.persistent = persistent
         self._mint_key = mint_key
+        self.legacy_ids = legacy_ids
 
     # -- at the start ----------------------------------------------------------------------------
 
@@ -121,6 +127,8 @@ class SessionManager:
             return None
         if is_valid_id(raw):
             return raw
+        if self.legacy_ids and is_legacy_id(raw):
+            return legacy_id(raw)  # the engine rotates what it finds (see ``legacy_ids``)
         security_log.warning("ignored a malformed session id from a client")
         return None
 
