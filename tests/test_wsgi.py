@@ -426,3 +426,76 @@ def test_settings_repr_masks_the_store_password() -> None:
     assert "s3cret" not in shown and "k" * 32 not in shown
     assert "postgresql://app:***@db.example:5432/app?password=***" in shown
     assert "cookie_name='satchel'" in shown
+
+
+# -- the redirect and the cookie path hold what the request sent, encoded once ----------------
+
+
+def _same_origin(location: str) -> bool:
+    from urllib.parse import urljoin, urlsplit
+
+    base = "http://127.0.0.1/app/page"
+    # browsers read a backslash as a slash in http(s) URLs: judge the worst reading too
+    return all(urlsplit(urljoin(base, loc)).netloc == "127.0.0.1"
+               for loc in (location, location.replace("\\", "/")))
+
+
+@pytest.mark.parametrize("path", [
+    "//evil.example/phish", "///evil.example", "/\\evil.example", "\\\\evil.example",
+    "/\\/evil.example", "//evil.example/%2F", "/\t/evil.example", "//evil.example:80@x/",
+    "/%2F%2Fevil.example", "evil.example", "http://evil.example/", "//",
+])
+@pytest.mark.parametrize("script_name", ["", "/", "//"])
+def test_querystring_redirect_never_leaves_the_origin(path: str, script_name: str) -> None:
+    app = mw(transport="querystring")
+    location = call(app, path, script_name=script_name).header("Location")
+    assert location is not None
+    assert location.startswith("/") and not location.startswith(("//", "/\\"))
+    assert "\\" not in location and "\t" not in location
+    assert _same_origin(location)
+
+
+def test_querystring_redirect_keeps_an_ordinary_path() -> None:
+    app = mw(transport="querystring")
+    location = call(app, "/a b/c;d=e", script_name="/caf\xc3\xa9", query="x=1").header("Location")
+    assert location is not None
+    assert location.startswith("/caf%C3%A9/a%20b/c%3Bd%3De?x=1&satchel_session=")
+
+
+@pytest.mark.parametrize(("script_name", "path"), [
+    ("/app;Domain=example.com", "/app%3BDomain%3Dexample.com"),
+    ("/a b,c", "/a%20b%2Cc"),
+    ("/caf\xc3\xa9", "/caf%C3%A9"),  # /café, as WSGI gives it: UTF-8 bytes read as latin-1
+    ("/x\x01\x7f\"y", "/x%01%7F%22y"),
+    ("/50%", "/50%25"),
+    ("/a:b@c!$&'()*+-._~", "/a:b@c!$&'()*+-._~"),
+])
+def test_cookie_path_from_script_name_is_one_encoded_path_value(script_name: str,
+                                                               path: str) -> None:
+    cookie = call(mw(), script_name=script_name).header("Set-Cookie")
+    assert cookie is not None
+    attributes = [p.strip() for p in cookie.split(";")][1:]
+    assert f"Path={path}" in attributes
+    assert not any(a.startswith("Domain") for a in attributes)
+
+
+@pytest.mark.parametrize("name", ["__host-s", "__HOST-s", "__Host-s"])
+def test_host_prefix_is_matched_without_regard_to_case(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="__Host-"):
+        mw(cookie_name=name, cookie_domain="example.com")
+    cookie = call(mw(cookie_name=name), script_name="/app").header("Set-Cookie")
+    assert cookie is not None and "; Secure" in cookie and "Path=/;" in cookie
+
+
+@pytest.mark.parametrize("name", ["__secure-s", "__SECURE-s"])
+def test_secure_prefix_is_matched_without_regard_to_case(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="__Secure-"):
+        mw(cookie_name=name, cookie_secure=False)
+    cookie = call(mw(cookie_name=name)).header("Set-Cookie")
+    assert cookie is not None and "; Secure" in cookie
+
+
+@pytest.mark.parametrize("path", ["/a;b", "/a\nb", "/a\x00b", "/a\x7fb", "relative"])
+def test_configured_cookie_path_refuses_what_is_no_path_value(path: str) -> None:
+    with pytest.raises(ConfigurationError, match="cookie_path"):
+        mw(cookie_path=path)

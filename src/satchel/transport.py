@@ -14,13 +14,33 @@ from urllib.parse import parse_qsl, quote, urlencode
 from .errors import ConfigurationError
 from .manager import CookieOp, Decision
 
-__all__ = ["CookieTransport", "HeaderTransport", "QueryTransport", "Transport", "make_transport"]
+__all__ = ["CookieTransport", "HeaderTransport", "QueryTransport", "Transport", "make_transport",
+           "url_path"]
 
 # RFC 6265 section 4.1.1: a cookie-name is an RFC 2616 token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _REVOKED = "Thu, 01 Jan 1970 00:00:00 GMT"
 _VARY_COOKIE = [("Vary", "Cookie")]  # read-only: callers copy it into their header list
+# Left as they are in a path: RFC 3986 pchar less ";", "=" and ",", which are also what a
+# Set-Cookie Path (RFC 6265 section 4.1.1 path-value: no CTLs, no ";") and the headers that
+# fold cookies on "," must not hold.  Everything else is percent-encoded.
+_PATH_SAFE = "/:@!$&'()*+-._~"
+_CTL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def url_path(wsgi_path: str) -> str:
+    """A WSGI path (``SCRIPT_NAME``, ``PATH_INFO``) as the percent-encoded path a browser sends.
+
+    PEP 3333 gives these as the request's bytes decoded as latin-1, so they are encoded back
+    to those bytes before quoting: ``/café`` arrives as ``'/caf\xc3\xa9'`` and becomes
+    ``/caf%C3%A9`` (once, not twice).
+    """
+    try:
+        raw = wsgi_path.encode("latin-1")
+    except UnicodeEncodeError:  # a server that decoded the path as UTF-8 itself
+        raw = wsgi_path.encode("utf-8", "replace")
+    return quote(raw, safe=_PATH_SAFE)
 
 
 class Transport(Protocol):
@@ -69,8 +89,10 @@ class CookieTransport:
     ) -> None:
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise ConfigurationError(f"cookie_name {name!r} is not a valid cookie name (RFC 6265)")
-        if path is not None and (not path.startswith("/") or any(c in path for c in ";\r\n")):
-            raise ConfigurationError("cookie_path must start with '/' and hold no ';' or newline")
+        if path is not None and (not path.startswith("/") or ";" in path or _CTL.search(path)):
+            raise ConfigurationError(
+                "cookie_path must start with '/' and hold no ';' or control character"
+            )
         if domain is not None and (not domain or any(c in domain for c in "; \r\n/")):
             raise ConfigurationError("cookie_domain must be a bare host name such as example.com")
         if samesite is not None:
@@ -80,12 +102,14 @@ class CookieTransport:
             samesite = _SAMESITE[key]
             if samesite == "None" and secure is False:
                 raise ConfigurationError("cookie_samesite='None' requires a Secure cookie")
-        if name.startswith("__Host-"):
+        # Browsers match the prefixes without regard to case (RFC 6265bis section 4.1.3).
+        prefix = name[:9].lower()
+        if prefix.startswith("__host-"):
             # RFC 6265bis section 4.1.3.2: Secure, Path=/ and no Domain.
             if secure is False or domain is not None or (path not in (None, "/")):
                 raise ConfigurationError("a __Host- cookie must be Secure, Path=/, with no Domain")
             secure, path = True, "/"
-        elif name.startswith("__Secure-"):
+        elif prefix == "__secure-":
             if secure is False:
                 raise ConfigurationError("a __Secure- cookie must be Secure")
             secure = True
@@ -149,7 +173,7 @@ class CookieTransport:
 
     def _set_cookie(self, value: str | None, max_age: int | None, https: bool,
                     script_name: str, *, revoke: bool = False) -> str:
-        path = self.path or (quote(script_name, safe="/:@!$&'()*+,;=-._~") or "/")
+        path = self.path or url_path(script_name) or "/"
         header = f"{self.name}={value or ''}; Path={path}{self._tail}"
         if revoke:
             header += f"; Max-Age=0; Expires={_REVOKED}"
@@ -191,6 +215,17 @@ class QueryTransport:
         pairs = [(k, v) for k, v in parse_qsl(raw, keep_blank_values=True) if k != self.param]
         pairs.append((self.param, sid))
         return urlencode(pairs)
+
+    def redirect_location(self, script_name: str, path_info: str, raw_query: str,
+                          sid: str) -> str:
+        """The ``Location`` that sends the client back to the URL it asked for, plus ``sid``.
+
+        Always origin-relative: the path is percent-encoded (a backslash too) and starts with
+        exactly one slash, so nothing the request's path holds (``//evil.example``,
+        ``/\\evil.example``) can make the browser read it as another host.
+        """
+        path = "/" + url_path(script_name + path_info).lstrip("/")
+        return f"{path}?{self.redirect_query(raw_query, sid)}"
 
     def render(self, decision: Decision, *, https: bool, script_name: str) -> list[tuple[str, str]]:
         return []

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
-from urllib.parse import quote
 
 from .config import Settings
 from .errors import StoreUnavailable
@@ -105,8 +104,10 @@ class SessionMiddleware:
         transport = self.transport
         if not isinstance(transport, QueryTransport):
             raise TypeError("only the query-string transport redirects")
-        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")) or "/"
-        location = f"{path}?{transport.redirect_query(query, self.engine.manager.mint_id())}"
+        location = transport.redirect_location(
+            environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""), query,
+            self.engine.manager.mint_id(),
+        )
         start_response("302 Found", [("Location", location), ("Content-Length", "0"),
                                      ("Cache-Control", "no-store")])
         return [b""]
