@@ -421,3 +421,12 @@ def test_a_migrated_session_answers_only_to_its_old_id() -> None:
     off = satchel.SessionMiddleware(whoami_app, store=store)  # legacy_ids off: ignored
     assert call(off, cookie=f"satchel={old}").body == b"nobody"
     assert store.exists(legacy_id(old))
+
+
+def test_encrypted_beaker_sessions_are_counted_unreadable(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = tmp_path / "beaker"
+    beaker_logins({"session.type": "file", "session.data_dir": str(data_dir),
+                   "session.encrypt_key": "k" * 32, "session.validate_key": "v" * 32}, ["uma"])
+    assert run_cli("--from", f"beaker-file:{data_dir}", "--to", "memory://") == 1
+    assert "failed 1: 1 unreadable: an encrypted" in capsys.readouterr().out
