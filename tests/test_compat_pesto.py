@@ -143,40 +143,16 @@ def test_seed_source_doctests(pesto: Any, tmp_path: Path, monkeypatch: pytest.Mo
     assert [k for k, _, _ in blocks].count("testcode") >= 8
     assert [k for k, _, _ in blocks].count("testoutput") == 2
     namespace: dict[str, Any] = {"__name__": "seed001"}
-    since_reset: list[str] = []  # the code run since the last "app = original_app"
     got = ""
     checked = 0
     for kind, _hidden, body in blocks:
         code = python3(body)
         if kind in ("testsetup", "testcode"):
-            if "app = original_app" in code:
-                since_reset = []
-            since_reset.append(code)
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
                 exec(compile(code, "<seed 001>", "exec"), namespace)
             got = out.getvalue()
             continue
-        if "Set-Cookie" in since_reset[-1]:
-            # Pesto gave every visitor a cookie (and stored an empty session for each); satchel
-            # gives none until the application stores something.  The seed's application
-            # stores nothing, so: as written, no cookie; with one value stored, the cookie
-            # carries the seed's Path and Domain.
-            assert got == "[]\n"
-            original = namespace["original_app"]
-
-            @to_wsgi
-            def storing(request: Any) -> Any:
-                request.session["visited"] = True
-                return Response(["<html>Whoa Nelly!</html>"])
-
-            namespace["original_app"] = storing
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                for code in since_reset:
-                    exec(compile(code, "<seed 001>", "exec"), namespace)
-            namespace["original_app"] = original
-            got = out.getvalue()
         assert output_matches(body, got), f"expected {body!r}, got {got!r}"
         checked += 1
     assert checked == 2
@@ -208,20 +184,23 @@ def test_login_example_against_the_facade(pesto: Any, tmp_path: Path) -> None:
         client = TestApp(application)
         denied = client.get("/secure-area")
         assert denied.status.startswith("302") and denied.get_header("Location") == "/login"
-
-        wrong = client.post("/login", {"username": "alice", "password": "nope"})
-        assert session_id(wrong) is None  # nothing stored, no cookie
-
-        ok = client.post("/login", {"username": "alice", "password": "wonderland"})
-        sid = session_id(ok)
+        # As with Pesto, the first response gives the visitor an id; nothing is stored for it.
+        sid = session_id(denied)
         assert sid is not None and is_valid_id(sid)
-        # one file per session, at Pesto's path
-        files = sorted(p for p in (tmp_path / "_pesto_sessions").rglob("*")
-                       if p.is_file() and not p.name.startswith("."))
-        assert [p.name for p in files] == [sid]
-        assert files[0].parent.name == sid[:2]
+        jar = f"pesto_session={sid}"
 
-        inside = client.get("/secure-area", HTTP_COOKIE=f"pesto_session={sid}")
+        wrong = client.post("/login", {"username": "alice", "password": "nope"}, HTTP_COOKIE=jar)
+        assert session_id(wrong) is None
+        assert session_files(tmp_path) == []
+
+        ok = client.post("/login", {"username": "alice", "password": "wonderland"},
+                         HTTP_COOKIE=jar)
+        assert ok.status.startswith("200")
+        # one file per session, at Pesto's path, under the id the visitor was given
+        files = session_files(tmp_path)
+        assert [p.name for p in files] == [sid] and files[0].parent.name == sid[:2]
+
+        inside = client.get("/secure-area", HTTP_COOKIE=jar)
         assert inside.status.startswith("200")
         assert inside.body == b"Welcome to the secure area, alice"
         assert inside.get_header("Set-Cookie") is None  # the cookie is sent once
@@ -273,16 +252,45 @@ def test_cookie_path_and_domain() -> None:
     assert "Path=/another-path" in cookie and "Domain=.example.com" in cookie
 
 
-def test_removed_session_gets_a_new_id() -> None:
+def test_a_removed_session_starts_afresh() -> None:
     manager = MemorySessionManager(cache_size=10)
     client = TestApp(session_middleware(manager, auto_purge_every=0)(counter_app()))
     sid = session_id(client.get("/"))
     assert sid in manager
+    assert client.get("/", HTTP_COOKIE=f"pesto_session={sid}").body == b"1 old"
     manager.remove(sid)
     assert sid not in manager
     again = client.get("/", HTTP_COOKIE=f"pesto_session={sid}")
-    new_sid = session_id(again)
-    assert new_sid is not None and new_sid != sid and again.body == b"0 new"
+    assert again.body == b"0 new" and session_id(again) is not None
+
+
+def test_every_visitor_gets_an_id_but_nothing_is_stored_for_it() -> None:
+    """Pesto's cookie on the first response, so ``session_id`` is stable from the first visit;
+    unlike Pesto, no empty session is stored for a visitor who stores nothing."""
+    manager = MemorySessionManager()
+    seen: list[str] = []
+
+    @to_wsgi
+    def app(request: Any) -> Any:
+        if request.environ["PATH_INFO"] == "/id":
+            seen.append(request.session.session_id)
+        if request.environ["PATH_INFO"] == "/store":
+            request.session["kept"] = True
+        return Response(["ok"])
+
+    client = TestApp(session_middleware(manager, auto_purge_every=0)(app))
+    first = client.get("/static")  # the session is never touched
+    sid = session_id(first)
+    assert sid is not None and is_valid_id(sid)
+    assert manager.satchel_store.count() == 0
+    jar = f"pesto_session={sid}"
+    for _ in range(2):
+        assert session_id(client.get("/id", HTTP_COOKIE=jar)) is None
+    assert seen == [sid, sid] and manager.satchel_store.count() == 0
+    client.get("/store", HTTP_COOKIE=jar)
+    assert sid in manager and manager.load(sid)["kept"] is True
+    forged = client.get("/id", HTTP_COOKIE="pesto_session=" + "A" * 43)  # not ours: replaced
+    assert session_id(forged) not in (None, "A" * 43)
 
 
 def test_invalidate_logs_out() -> None:

@@ -48,6 +48,7 @@ class Settings:
     touch_interval: float = 60
     strict: bool = True
     legacy_ids: bool = False
+    issue_ids: bool = False
     persistent: bool = False
     pickle: bool = False
     codec: Codec | None = None
@@ -137,11 +138,15 @@ class Settings:
                 "a client-side store needs the cookie or header transport: "
                 "a sealed session cannot travel in links"
             )
+        if self.issue_ids and is_client_side(store):
+            raise ConfigurationError("issue_ids needs a server-side store: a sealed session "
+                                     "is issued when it is saved")
         mint_key = None
-        if self.transport == "querystring":
-            # The redirect hands out an id before anything is stored; strict mode recognises it
-            # by this key.  Derived from the secret so every worker process agrees; without a
-            # secret each process has its own, and a redirect id works in the process that made it.
+        if self.transport == "querystring" or self.issue_ids:
+            # The redirect (or issue_ids) hands out an id before anything is stored; strict mode
+            # recognises it by this key.  Derived from the secret so every worker process
+            # agrees; without a secret each process has its own, and an issued id works in the
+            # process that made it.
             secret = self.secret
             mint_key = (Secret(secret).derive("satchel.mint")[0] if secret is not None
                         else os.urandom(32))
@@ -153,6 +158,7 @@ class Settings:
             persistent=self.persistent,
             mint_key=mint_key,
             legacy_ids=self.legacy_ids,
+            issue_ids=self.issue_ids,
         )
         return SessionEngine(store, manager, self.make_codec(),
                              on_unavailable=self.on_unavailable, clock=self.clock)

@@ -85,6 +85,7 @@ class SessionEngine:
                 else:
                     sid = session.client_id = manager.client_id(raw_id)
                 if sid is None:
+                    _issue(manager, session)
                     return True
                 # An old system's id, mapped by the manager: read at once, even for a request
                 # that only writes, so the session is rotated before anything is written to it.
@@ -114,10 +115,13 @@ class SessionEngine:
                 return True
             record = None  # a migrated session answers only to its old id
         elif legacy:
+            _issue(manager, session)
             return True  # an old id that was not migrated: never adopted
         if record is None:
             if manager.adopts(sid):
                 session._sid = sid
+            else:
+                _issue(manager, session)
             return True
         session._attach(sid, record)
         return True
@@ -192,6 +196,12 @@ class SessionEngine:
     def purge(self, now: float | None = None) -> int:
         """Remove expired sessions from the store; return how many."""
         return self.store.purge(self.clock() if now is None else now)
+
+
+def _issue(manager: SessionManager, session: Session) -> None:
+    """A visitor without a (live) session gets a minted id at once, under ``issue_ids``."""
+    if manager.issue_ids and session._sid is None:
+        session._sid = manager.mint_id()
 
 
 def _adopt_legacy(session: Session, sid: str, record: SessionRecord) -> None:

@@ -89,6 +89,9 @@ class SessionManager:
             ``satchel migrate`` copied: the session is found by :func:`~satchel.ids.legacy_id`
             and rotated to a fresh id on that request.  An old id that was not migrated finds
             nothing and is never adopted.
+        issue_ids: give every visitor an id on the first response, as Pesto did, so that a
+            session's id is stable before it stores anything.  The id is minted (needs
+            ``mint_key``) and nothing is stored for it until the application stores something.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class SessionManager:
         persistent: bool = False,
         mint_key: bytes | None = None,
         legacy_ids: bool = False,
+        issue_ids: bool = False,
     ) -> None:
         for name, value in (("idle_timeout", idle_timeout), ("absolute_timeout", absolute_timeout)):
             if value is not None and (not _is_number(value) or value <= 0):
@@ -118,6 +122,9 @@ class SessionManager:
         self.persistent = persistent
         self._mint_key = mint_key
         self.legacy_ids = legacy_ids
+        if issue_ids and mint_key is None:
+            raise ConfigurationError("issue_ids needs a mint_key to recognise the ids it issued")
+        self.issue_ids = issue_ids
 
     # -- at the start ----------------------------------------------------------------------------
 
@@ -210,6 +217,13 @@ class SessionManager:
 
         if sid is None:
             if not has_data:
+                issued = session._sid
+                if self.issue_ids and issued is not None and not session._revoke:
+                    # Pesto's visitor id: the client holds it (or gets it now); nothing is
+                    # stored for it until the application stores something.
+                    cookie = CookieOp.KEEP if issued == session.client_id else CookieOp.SET
+                    return Decision(Action.NOTHING, issued, discard=discard, cookie=cookie,
+                                    vary=True)
                 stale = session._revoke or bool(discard) or session.client_id is not None
                 return Decision(Action.NOTHING, discard=discard,
                                 cookie=CookieOp.REVOKE if stale else CookieOp.KEEP, vary=True)

@@ -71,6 +71,7 @@ class SessionMiddleware:
         else:
             self._source = "HTTP_" + self.transport.header_name.upper().replace("-", "_")
         self._redirect = source == "query"
+        self._issue = settings.issue_ids
         self.purger: Purger | None = None
         if settings.auto_purge_every:
             self.purger = Purger(self.engine.purge, settings.auto_purge_every)
@@ -173,8 +174,11 @@ class _Call:
         """Commit the session and call the real start_response with its headers added."""
         headers = self.headers
         session = self.session
+        mw = self.mw
+        if (mw._issue and not session.touched and not self.failed
+                and mw.transport.read(self.environ.get(mw._source)) is None):
+            session.id  # noqa: B018 - a visitor without an id gets one (no store I/O)
         if session.touched and not self.failed:
-            mw = self.mw
             transport = mw.transport
             https = self.environ.get("wsgi.url_scheme") == "https"
             script_name = self.environ.get("SCRIPT_NAME", "")

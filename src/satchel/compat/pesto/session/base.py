@@ -7,7 +7,8 @@ manager is a satchel store (memory or file) behind Pesto's method names; the obj
 application finds in ``environ['pesto.session']`` is satchel's session under Pesto's attribute
 names.  What differs from Pesto, on purpose: ids are satchel's (256 bits, checked before any
 store or path sees them), values are stored by satchel's codec (tagged JSON unless
-``pickle=True`` and a ``secret`` are given), and a visitor who stores nothing gets no cookie.
+``pickle=True`` and a ``secret`` are given), and a visitor's id is given at once (``issue_ids``)
+but nothing is stored for it until the application stores something.
 """
 
 from __future__ import annotations
@@ -382,6 +383,7 @@ def session_middleware(
         "cookie_domain": cookie_domain,
         "auto_purge_every": auto_purge_every,
         "auto_purge_olderthan": auto_purge_olderthan,
+        "issue_ids": True,  # Pesto gave every visitor an id at once; satchel stores nothing yet
     }
     if "codec" not in options and not options.get("pickle"):
         settings["codec"] = session_manager.codec

@@ -1,0 +1,68 @@
+"""``issue_ids``: every visitor gets an id on the first response (Pesto's behaviour), with no
+store I/O and nothing stored until the application stores something."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import satchel
+from satchel.ids import is_valid_id
+
+from .wsgi_util import call
+
+
+def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    session = environ["satchel.session"]
+    if environ["PATH_INFO"] == "/store":
+        session["n"] = session.get("n", 0) + 1
+    elif environ["PATH_INFO"] == "/id":
+        return_id = session.id
+        start_response("200 OK", [])
+        return [return_id.encode()]
+    start_response("200 OK", [])
+    return [b"ok"]
+
+
+class CountingStore(satchel.MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    def load(self, sid: str) -> Any:
+        self.loads += 1
+        return super().load(sid)
+
+
+def test_first_response_carries_an_id_and_nothing_is_stored() -> None:
+    store = CountingStore()
+    mw = satchel.SessionMiddleware(app, store=store, issue_ids=True, secret="s" * 32)
+    first = call(mw, "/")
+    sid = first.cookies["satchel"]
+    assert is_valid_id(sid) and store.count() == 0 and store.loads == 0
+    # The id is stable before anything is stored, and is not sent again.
+    again = call(mw, "/id", cookie=f"satchel={sid}")
+    assert again.body == sid.encode() and "satchel" not in again.cookies
+    assert store.count() == 0
+    stored = call(mw, "/store", cookie=f"satchel={sid}")
+    assert store.exists(sid) and stored.cookies.get("satchel", sid) == sid  # same id kept
+    # Another worker with the same secret recognises the id it did not issue.
+    other = satchel.SessionMiddleware(app, store=satchel.MemoryStore(), issue_ids=True,
+                                      secret="s" * 32)
+    assert call(other, "/id", cookie=f"satchel={sid}").body == sid.encode()
+
+
+def test_an_id_it_did_not_issue_is_replaced() -> None:
+    mw = satchel.SessionMiddleware(app, store=satchel.MemoryStore(), issue_ids=True)
+    planted = "A" * 43
+    response = call(mw, "/id", cookie=f"satchel={planted}")
+    issued = response.body.decode()
+    assert issued != planted and response.cookies["satchel"] == issued
+
+
+def test_off_by_default_and_refused_for_sealed_sessions() -> None:
+    assert call(satchel.SessionMiddleware(app, store=satchel.MemoryStore()), "/").cookies == {}
+    pytest.importorskip("cryptography")
+    with pytest.raises(satchel.ConfigurationError, match="server-side store"):
+        satchel.SessionMiddleware(app, store="cookie://", secret="k" * 32, issue_ids=True)
