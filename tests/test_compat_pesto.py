@@ -489,3 +489,8 @@ def test_no_purge_thread_outlives_these_tests() -> None:
     import threading
 
     assert not any(t.name == "satchel-purge" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_missing_seed_fails_rather_than_skips() -> None:
+    with pytest.raises(AssertionError, match="not found"):
+        seed_text("no-such-seed.txt")

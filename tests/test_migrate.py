@@ -430,3 +430,37 @@ def test_encrypted_beaker_sessions_are_counted_unreadable(
                    "session.encrypt_key": "k" * 32, "session.validate_key": "v" * 32}, ["uma"])
     assert run_cli("--from", f"beaker-file:{data_dir}", "--to", "memory://") == 1
     assert "failed 1: 1 unreadable: an encrypted" in capsys.readouterr().out
+
+
+class Cart:
+    """An application's own class, as a Beaker session may hold one."""
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+
+
+def test_allow_class_admits_an_applications_own_class(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = tmp_path / "beaker"
+    beaker_logins({"session.type": "file", "session.data_dir": str(data_dir)}, ["val"])
+    path = next(data_dir.rglob("*.cache"))
+    now = time.time()
+    inner = {"_creation_time": now, "_accessed_time": now, "user": "val",
+             "cart": Cart(["tea"])}
+    path.write_bytes(pickle.dumps({"session": base64.b64encode(pickle.dumps(inner, 2))}))
+    target = f"sqlite:///{tmp_path}/a.db"
+    name = f"{Cart.__module__}.Cart"
+    assert run_cli("--from", f"beaker-file:{data_dir}", "--to", target) == 1
+    assert f"the pickle names {name}, which is not allowed" in capsys.readouterr().out
+    monkeypatch.setenv("SATCHEL_SECRET", "a secret of at least sixteen bytes")
+    assert run_cli("--allow-class", name, "--pickle", "--from", f"beaker-file:{data_dir}",
+                   "--to", target) == 0
+    with satchel.open_store(target) as store:
+        app = satchel.SessionMiddleware(
+            lambda e, s: (s("200 OK", []), [",".join(e["satchel.session"]["cart"].items)
+                                            .encode()])[1],
+            store=store, cookie_name="beaker.session.id", legacy_ids=True, pickle=True,
+            secret="a secret of at least sixteen bytes")
+        old_id = path.name[: -len(".cache")]
+        assert call(app, cookie=f"beaker.session.id={old_id}").body == b"tea"

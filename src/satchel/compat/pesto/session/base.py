@@ -374,10 +374,11 @@ def session_middleware(
 
     The session is ``environ['pesto.session']`` and the manager ``environ['pesto.sessionmanager']``.
     """
+    name = session_manager.COOKIE_NAME  # a subclass may rename it, as in Pesto
     settings: dict[str, Any] = {
         "environ_key": _ENVIRON_KEY,
-        "cookie_name": COOKIE_NAME,
-        "query_param": COOKIE_NAME,
+        "cookie_name": name,
+        "query_param": name,
         "persist": persist,
         "cookie_path": cookie_path,
         "cookie_domain": cookie_domain,
