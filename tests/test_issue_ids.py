@@ -66,3 +66,18 @@ def test_off_by_default_and_refused_for_sealed_sessions() -> None:
     pytest.importorskip("cryptography")
     with pytest.raises(satchel.ConfigurationError, match="server-side store"):
         satchel.SessionMiddleware(app, store="cookie://", secret="k" * 32, issue_ids=True)
+
+
+def test_an_issued_id_is_not_revived_after_a_session_would_have_expired() -> None:
+    from .harness import Clock
+
+    clock = Clock()
+    store = satchel.MemoryStore()
+    mw = satchel.SessionMiddleware(app, store=store, issue_ids=True, idle_timeout=600,
+                                   clock=clock)
+    sid = call(mw, "/").cookies["satchel"]
+    clock.advance(300)
+    assert call(mw, "/id", cookie=f"satchel={sid}").body == sid.encode()
+    clock.advance(601)  # past the idle timeout since it was issued: a new id
+    later = call(mw, "/id", cookie=f"satchel={sid}")
+    assert later.body != sid.encode() and later.cookies["satchel"] == later.body.decode()

@@ -409,7 +409,7 @@ def test_rotate_renews_the_csrf_token(h: Harness) -> None:
 
 def test_minted_ids_are_adopted_in_strict_mode_and_others_are_not() -> None:
     h = Harness(mint_key=b"k" * 32)
-    minted = h.manager.mint_id()
+    minted = h.manager.mint_id(h.clock())
     assert len(minted) == 43
     s = h.request(minted)
     s["x"] = 1
@@ -418,7 +418,7 @@ def test_minted_ids_are_adopted_in_strict_mode_and_others_are_not() -> None:
     s = h.request(planted)
     s["x"] = 1
     assert h.finish(s).sid != planted
-    foreign = Harness(mint_key=b"o" * 32).manager.mint_id()
+    foreign = Harness(mint_key=b"o" * 32).manager.mint_id(h.clock())
     s = h.request(foreign)
     s["x"] = 1
     assert h.finish(s).sid != foreign

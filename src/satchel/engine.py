@@ -118,7 +118,7 @@ class SessionEngine:
             _issue(manager, session)
             return True  # an old id that was not migrated: never adopted
         if record is None:
-            if manager.adopts(sid):
+            if manager.adopts(sid, session._now):
                 session._sid = sid
             else:
                 _issue(manager, session)
@@ -174,7 +174,7 @@ class SessionEngine:
                     sid, changes, meta.accessed, meta.expires, self.manager.absolute_timeout
                 ):
                     # Expired, deleted or never stored: what was written starts a new session.
-                    session._found_absent(sid if self.manager.adopts(sid) else None)
+                    session._found_absent(sid if self.manager.adopts(sid, session._now) else None)
                     return self.commit(session, overhead=overhead)
                 session._flushed()
             elif action is Action.TOUCH:
@@ -201,7 +201,7 @@ class SessionEngine:
 def _issue(manager: SessionManager, session: Session) -> None:
     """A visitor without a (live) session gets a minted id at once, under ``issue_ids``."""
     if manager.issue_ids and session._sid is None:
-        session._sid = manager.mint_id()
+        session._sid = manager.mint_id(session._now)
 
 
 def _adopt_legacy(session: Session, sid: str, record: SessionRecord) -> None:

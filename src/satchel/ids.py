@@ -41,23 +41,37 @@ def new_id() -> str:
     return secrets.token_urlsafe(ID_BYTES)
 
 
-def mint_id(key: bytes) -> str:
-    """A fresh id that carries proof it was issued by the holder of ``key``.
+def mint_id(key: bytes, now: float) -> str:
+    """A fresh id that carries proof it was issued by the holder of ``key`` at ``now``.
 
-    24 random bytes (192 bits) and an 8-byte HMAC-SHA256 tag over them, in the same 43-character
-    shape as every other id.  Used where an id must be handed out before anything is stored
-    (the query-string transport's redirect), so that strict mode can still recognise it.
+    20 random bytes (160 bits), the minting second (4 bytes) and an 8-byte HMAC-SHA256 tag over
+    both, in the same 43-character shape as every other id.  Used where an id must be handed
+    out before anything is stored (the query-string redirect, ``issue_ids``), so that strict
+    mode can still recognise it, for a while: see :func:`is_minted_id`.
     """
-    nonce = secrets.token_bytes(24)
-    tag = hmac.new(key, nonce, hashlib.sha256).digest()[:8]
-    return base64.urlsafe_b64encode(nonce + tag).decode("ascii").rstrip("=")
+    body = secrets.token_bytes(20) + int(max(0.0, min(now, 2**32 - 1))).to_bytes(4, "big")
+    tag = hmac.new(key, body, hashlib.sha256).digest()[:8]
+    return base64.urlsafe_b64encode(body + tag).decode("ascii").rstrip("=")
 
 
-def is_minted_id(value: str, key: bytes) -> bool:
-    """True when ``value`` (already valid by format) was made by :func:`mint_id` with ``key``."""
+def is_minted_id(value: str, key: bytes, now: float, max_age: float | None) -> bool:
+    """True when ``value`` (already valid by format) was made by :func:`mint_id` with ``key``,
+    at most ``max_age`` seconds before ``now`` (None: any age).
+
+    The age bound keeps a minted id from naming a new session long after it was handed out:
+    once the session it named has expired, the id is not revived.
+    """
     raw = base64.urlsafe_b64decode(value + "=")
     expected = hmac.new(key, raw[:24], hashlib.sha256).digest()[:8]
-    return hmac.compare_digest(raw[24:], expected)
+    if not hmac.compare_digest(raw[24:], expected):
+        return False
+    if max_age is None:
+        return True
+    age = now - int.from_bytes(raw[20:24], "big")
+    return -_MINT_SKEW <= age <= max_age
+
+
+_MINT_SKEW = 300  # seconds: workers' clocks may disagree a little
 
 
 def is_valid_id(value: object) -> bool:

@@ -139,21 +139,25 @@ class SessionManager:
         security_log.warning("ignored a malformed session id from a client")
         return None
 
-    def mint_id(self) -> str:
-        """An id to hand out before its session is stored; strict mode will adopt it."""
+    def mint_id(self, now: float) -> str:
+        """An id to hand out at ``now`` before its session is stored; strict mode adopts it
+        for as long as a session idle since ``now`` would live."""
         if self._mint_key is None:
             raise ConfigurationError("this manager has no mint_key")
-        return mint_id(self._mint_key)
+        return mint_id(self._mint_key, now)
 
-    def adopts(self, sid: str) -> bool:
+    def adopts(self, sid: str, now: float) -> bool:
         """Whether a well-formed id that the store does not hold may name a new session.
 
-        Strict mode adopts only ids this application minted; they were never planted by a
-        third party unless that party got them from this application like any visitor.
+        Strict mode adopts only ids this application minted, and only while a session idle
+        since the minting would still be alive: they were never planted by a third party
+        unless that party got them from this application like any visitor, and an expired
+        session's id is not revived.
         """
         if not self.strict:
             return True
-        return self._mint_key is not None and is_minted_id(sid, self._mint_key)
+        max_age = self.idle_timeout if self.idle_timeout is not None else self.absolute_timeout
+        return self._mint_key is not None and is_minted_id(sid, self._mint_key, now, max_age)
 
     def accept(self, record: SessionRecord | None, now: float,
                lifetime: float | None = None) -> SessionRecord | None:

@@ -107,7 +107,7 @@ class SessionMiddleware:
             raise TypeError("only the query-string transport redirects")
         location = transport.redirect_location(
             environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""), query,
-            self.engine.manager.mint_id(),
+            self.engine.manager.mint_id(self._clock()),
         )
         start_response("302 Found", [("Location", location), ("Content-Length", "0"),
                                      ("Cache-Control", "no-store")])
