@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -33,3 +36,31 @@ def test_flask_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         )
     finally:
         example.app.extensions["satchel"].close()
+
+
+DJANGO_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import django, django_app
+django.setup()
+from django.test import Client
+c = Client()
+print(c.get("/").content.decode())
+first = c.cookies["sessionid"].value
+print(c.get("/login/ann", follow=True).content.decode())
+print(c.cookies["sessionid"].value != first, c.cookies["sessionid"]["max-age"])
+print(c.get("/logout", follow=True).content.decode())
+"""
+
+
+def test_django_example(tmp_path: Path) -> None:
+    # A subprocess: the example configures Django's process-wide settings its own way.
+    env = {**os.environ, "SATCHEL_STORE": f"sqlite:///{tmp_path / 'example.db'}"}
+    out = subprocess.run([sys.executable, "-c", DJANGO_SCRIPT, str(EXAMPLES)], env=env,
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.splitlines() == [
+        "visit 1, logged in as nobody.",
+        "visit 2, logged in as ann. Welcome, ann.",
+        "True 1209600",
+        "visit 1, logged in as nobody.",
+    ]

@@ -1,0 +1,157 @@
+"""Django: SESSION_ENGINE = "satchel.integrations.django" under Django's test client, with
+django.contrib.auth login/logout, messages and CSRF, over SQLite and Redis."""
+
+from __future__ import annotations
+
+from . import django_setup  # configures Django before any of its models is imported
+
+# isort: split
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.base import UpdateError
+from django.test import Client, override_settings
+
+import satchel
+from satchel.errors import ConfigurationError
+from satchel.integrations import django as satchel_django
+
+from . import framework_stores
+
+redis_server = framework_stores.redis_server
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    else:
+        server = request.getfixturevalue("redis_server")
+        server.flush()
+        url = server.url
+    with override_settings(SATCHEL_STORE=url):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def users() -> None:
+    django_setup.migrate()
+    for name in ("ann", "bob"):
+        if not User.objects.filter(username=name).exists():
+            User.objects.create_user(name, password=f"{name}-password")
+
+
+def log_in(client: Client, name: str) -> None:
+    assert client.post("/login", {"username": name, "password": f"{name}-password"}).content \
+        == b"in"
+
+
+def test_session_persists_through_djangos_middleware(store_url: str) -> None:
+    client = Client()
+    assert [client.get("/count").content for _ in range(3)] == [b"1", b"2", b"3"]
+    key = client.cookies["sessionid"].value
+    assert satchel.is_valid_id(key)
+    store = satchel_django.engine().store
+    assert store.exists(key)
+
+
+def test_login_rotates_the_key_logout_ends_the_session(store_url: str, users: None) -> None:
+    client = Client()
+    client.get("/count")
+    before = client.cookies["sessionid"].value
+    log_in(client, "ann")
+    after = client.cookies["sessionid"].value
+    store = satchel_django.engine().store
+    assert after != before and not store.exists(before)
+    seen = client.get("/me").json()
+    assert seen["user"] == "ann" and seen["messages"] == ["Welcome, ann"]
+    assert client.get("/me").json()["messages"] == []  # a message is shown once
+    assert client.get("/count").content == b"2"  # data kept across login
+    # django.contrib.auth's user is satchel's indexed user: "log out everywhere" works.
+    user_id = str(User.objects.get(username="ann").pk)
+    assert store.user_sessions(user_id) == [after]
+    client.get("/logout")
+    assert not store.exists(after)
+    assert client.get("/me").json()["user"] is None
+
+
+def test_log_out_everywhere_from_the_store(store_url: str, users: None) -> None:
+    first, second = Client(), Client()
+    log_in(first, "bob")
+    log_in(second, "bob")
+    user_id = str(User.objects.get(username="bob").pk)
+    assert satchel_django.engine().store.delete_user(user_id) == 2
+    assert first.get("/me").json()["user"] is None
+    assert second.get("/me").json()["user"] is None
+
+
+def test_csrf_token_lives_in_the_session_cookie_flow(store_url: str) -> None:
+    client = Client(enforce_csrf_checks=True)
+    token = client.get("/form").content.decode()
+    assert client.post("/post", {"csrfmiddlewaretoken": token}).status_code == 200
+    assert client.post("/post", {"csrfmiddlewaretoken": "x" * 64}).status_code == 403
+
+
+def test_set_expiry_gives_a_persistent_cookie_and_a_lifetime(store_url: str) -> None:
+    client = Client()
+    client.get("/remember", {"seconds": "3600"})
+    morsel = client.cookies["sessionid"]
+    assert morsel["max-age"] == 3600
+    record = satchel_django.engine().store.load(morsel.value)
+    assert record is not None
+    assert 3590 < record.expires - record.accessed <= 3600
+    client.get("/remember", {"seconds": "0"})
+    assert client.cookies["sessionid"]["max-age"] == ""  # expires at browser close
+
+
+def test_concurrent_logout_interrupts_a_save(store_url: str) -> None:
+    first = satchel_django.SessionStore()
+    first["a"] = 1
+    first.save()
+    other = satchel_django.SessionStore(first.session_key)
+    other.delete()
+    first["a"] = 2
+    with pytest.raises(UpdateError):
+        first.save()
+
+
+def test_async_methods(store_url: str) -> None:
+    async def scenario() -> tuple[object, object, bool]:
+        s = satchel_django.SessionStore()
+        await s.aset("k", "v")
+        await s.asave()
+        old = s.session_key
+        await s.acycle_key()
+        fresh = satchel_django.SessionStore(s.session_key)
+        value = await fresh.aget("k")
+        await s.aflush()
+        return value, old != s.session_key, await s.aexists(old)
+
+    assert asyncio.run(scenario()) == ("v", True, False)
+
+
+def test_clear_expired_purges(store_url: str) -> None:
+    satchel_django.SessionStore.clear_expired()  # a no-op or a purge: never an error
+    s = satchel_django.SessionStore()
+    s["x"] = 1
+    s.set_expiry(-10)
+    s.save()
+    assert not satchel_django.SessionStore().exists(s.session_key)
+
+
+def test_an_empty_session_stores_nothing(store_url: str) -> None:
+    # satchel's rule (Django's db backend would write an empty row): no data, no record.
+    s = satchel_django.SessionStore()
+    s.save()
+    assert s.session_key is None
+    assert satchel_django.engine().store.count() == 0
+
+
+def test_a_cookie_store_is_refused() -> None:
+    with override_settings(SATCHEL_STORE="cookie://", SATCHEL_OPTIONS={"secret": "s" * 32}), \
+            pytest.raises(ConfigurationError, match="client-side"):
+        satchel_django.SessionStore()
