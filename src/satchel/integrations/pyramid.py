@@ -1,0 +1,208 @@
+"""Pyramid: an ``ISessionFactory`` whose ``request.session`` is a satchel session.
+
+    config.include("satchel.integrations.pyramid")      # reads satchel.* settings
+    # or: config.set_session_factory(SatchelSessionFactory(store="redis://...", **options))
+
+``request.session`` implements Pyramid's ``ISession`` (``created``, ``new``, ``changed``,
+``invalidate``, ``flash``/``pop_flash``/``peek_flash``, ``new_csrf_token``/``get_csrf_token``)
+over satchel's session, so Pyramid's CSRF checks and flash messages work.  A request whose view
+raised (an exception view rendered the response) saves nothing, as in satchel's middleware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pyramid.interfaces import ISession, ISessionFactory
+from zope.interface import implementer
+
+from ..config import Settings
+from ..keys import SecretLike
+from ..session import CSRF_KEY, FLASH_KEY, Session
+from ..stores import Store
+from ._door import Door
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.request import Request
+    from pyramid.response import Response
+
+__all__ = ["PyramidSession", "SatchelSessionFactory", "includeme", "settings_options"]
+
+PREFIX = "satchel."
+
+
+@implementer(ISession)
+class PyramidSession:
+    """Pyramid's ``ISession`` over a satchel session; satchel's own API is reachable too
+    (``id``, ``user``, ``rotate()``, ``set_expiry()``, ``expires_at``, ...)."""
+
+    def __init__(self, session: Session) -> None:
+        self.satchel = session
+
+    # -- IDict -----------------------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        return self.satchel[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.satchel[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.satchel[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.satchel)
+
+    def __len__(self) -> int:
+        return len(self.satchel)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.satchel
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.satchel.get(key, default)
+
+    def keys(self) -> Any:
+        return self.satchel.keys()
+
+    def values(self) -> Any:
+        return self.satchel.values()
+
+    def items(self) -> Any:
+        return self.satchel.items()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        return self.satchel.pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        return self.satchel.popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        return self.satchel.setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.satchel.update(*args, **kwargs)
+
+    def clear(self) -> None:
+        self.satchel.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.satchel, name)
+
+    # -- ISession --------------------------------------------------------------------------------
+
+    @property
+    def created(self) -> float:
+        """When the session was created (epoch seconds)."""
+        return self.satchel.created
+
+    @property
+    def new(self) -> bool:
+        """No stored session was found for this request."""
+        return self.satchel.is_new
+
+    def invalidate(self) -> None:
+        """Delete the stored session and revoke the cookie; later writes start a new one."""
+        self.satchel.invalidate()
+
+    def changed(self) -> None:
+        """Pyramid's "a mutable value changed in place": satchel finds such changes by itself,
+        so this only makes sure the session is loaded."""
+        len(self.satchel)
+
+    def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
+        """Queue ``msg`` on ``queue`` (satchel's flash store: one implementation for all)."""
+        if allow_duplicate or msg not in self.peek_flash(queue):
+            self.satchel.flash(msg, queue)
+
+    def pop_flash(self, queue: str = "") -> list[Any]:
+        return [message for _, message in self.satchel.pop_flashes(queue)]
+
+    def peek_flash(self, queue: str = "") -> list[Any]:
+        return [m for c, m in self.satchel.get(FLASH_KEY) or () if c == queue]
+
+    def new_csrf_token(self) -> str:
+        self.satchel.pop(CSRF_KEY, None)
+        return self.satchel.csrf_token
+
+    def get_csrf_token(self) -> str:
+        return self.satchel.csrf_token
+
+
+@implementer(ISessionFactory)
+class SatchelSessionFactory:
+    """A Pyramid session factory over one satchel store and engine.
+
+    Args:
+        store: a store, a store URL, or None for the embedded SQLite default.
+        secret: for cookie sessions and ``pickle=True``.
+        **options: satchel's options (the README's table).
+    """
+
+    def __init__(self, store: Store | str | None = None, secret: SecretLike | None = None,
+                 **options: Any) -> None:
+        self.door = Door(store, secret, **options)
+
+    def __call__(self, request: Request) -> PyramidSession:
+        session = PyramidSession(self.door.open(request.environ))
+        request.add_response_callback(self._finish(session.satchel))
+        return session
+
+    def _finish(self, session: Session) -> Callable[[Request, Response], None]:
+        door = self.door
+
+        def finish(request: Request, response: Response) -> None:
+            failed = getattr(request, "exception", None) is not None
+            for name, value in door.finish(session, request.environ, failed=failed):
+                if name == "Vary":
+                    vary = list(response.vary or ())
+                    if value not in vary:
+                        response.vary = [*vary, value]
+                else:
+                    response.headerlist.append((name, value))
+
+        return finish
+
+    def close(self) -> None:
+        """Close the store if this factory opened it."""
+        self.door.close()
+
+
+def settings_options(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """satchel's options from a Pyramid settings mapping: every ``satchel.<option>`` key, with
+    the strings an ``.ini`` file gives turned into the option's type."""
+    fields = {f.name: str(f.type) for f in dataclasses.fields(Settings)}
+    options: dict[str, Any] = {}
+    for key, value in settings.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX):]
+        options[name] = _coerce(value, fields.get(name, "")) if isinstance(value, str) else value
+    return options
+
+
+def _coerce(value: str, kind: str) -> Any:
+    text = value.strip()
+    if "None" in kind and text.lower() in ("", "none"):
+        return None
+    if "bool" in kind and text.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return text.lower() in ("true", "yes", "on", "1")
+    if "float" in kind or "int" in kind:
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                return text  # Settings names the option in its error
+    return text
+
+
+def includeme(config: Configurator) -> None:
+    """``config.include("satchel.integrations.pyramid")``: a session factory from the
+    ``satchel.*`` settings (``satchel.store = redis://...``, ``satchel.idle_timeout = 3600``)."""
+    options = settings_options(config.get_settings())
+    config.set_session_factory(SatchelSessionFactory(**options))
