@@ -92,6 +92,10 @@ class Client:
                 return response
             location = response.location
             assert location is not None
+            target = urlsplit(location)
+            if target.netloc:  # an absolute URL (Bottle makes them): this site's path of it
+                assert target.netloc == urlsplit(self.base).netloc, location
+                location = target.path + (f"?{target.query}" if target.query else "")
             response = self.get(location)
         raise AssertionError(f"more than {limit} redirects")
 

@@ -14,12 +14,14 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def load_example(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
-    """Import examples/<name>.py with its store in ``tmp_path``."""
-    monkeypatch.setenv("SATCHEL_STORE", f"sqlite:///{tmp_path / 'example.db'}")
+def load_example(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                 store: str | None = None) -> ModuleType:
+    """Import examples/<name>.py with its store ``store`` (default: SQLite in ``tmp_path``)."""
+    monkeypatch.setenv("SATCHEL_STORE", store or f"sqlite:///{tmp_path / 'example.db'}")
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # Pyramid looks its caller up there
     spec.loader.exec_module(module)
     return module
 
@@ -64,3 +66,15 @@ def test_django_example(tmp_path: Path) -> None:
         "True 1209600",
         "visit 1, logged in as nobody.",
     ]
+
+
+def test_pyramid_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import webtest
+
+    example = load_example("pyramid_app", monkeypatch, tmp_path)
+    app = webtest.TestApp(example.make_app())
+    assert app.get("/").text == "visit 1, logged in as nobody."
+    before = app.cookies["satchel"]
+    assert app.get("/login/ann").follow().text == "visit 2, logged in as ann. Welcome, ann."
+    assert app.cookies["satchel"] != before
+    assert app.get("/logout").follow().text == "visit 1, logged in as nobody."

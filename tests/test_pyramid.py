@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import webtest
 from pyramid.config import Configurator
+from pyramid.csrf import check_csrf_token
 from pyramid.interfaces import ISession, ISessionFactory
 from pyramid.request import Request
 from pyramid.response import Response
-from pyramid.csrf import check_csrf_token
 
 from satchel.integrations.pyramid import PyramidSession, SatchelSessionFactory
 
