@@ -35,6 +35,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         url = server.url
     with override_settings(SATCHEL_STORE=url):
         yield url
+    satchel_django.close()
 
 
 @pytest.fixture(scope="module")

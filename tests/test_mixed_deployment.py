@@ -14,6 +14,7 @@ import flask
 import pytest
 from django.test import Client, override_settings
 
+from satchel.integrations import django as satchel_django
 from satchel.integrations.flask import Satchel
 
 from . import framework_stores
@@ -31,6 +32,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         url = server.url
     with override_settings(SATCHEL_STORE=url):
         yield url
+    satchel_django.close()
 
 
 def flask_app(store_url: str) -> flask.Flask:

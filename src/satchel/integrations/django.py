@@ -42,7 +42,7 @@ from ..manager import Action, CookieOp
 from ..session import Session
 from ..stores.base import is_client_side
 
-__all__ = ["SessionStore"]
+__all__ = ["SessionStore", "close", "engine"]
 
 AUTH_USER_KEY = "_auth_user_id"  # django.contrib.auth's SESSION_KEY
 
@@ -75,6 +75,16 @@ def engine() -> SessionEngine:
                 )
             found = _engines[key] = built.make_engine(store)
     return found
+
+
+def close() -> None:
+    """Close every store this module opened (at shutdown, or between tests); the next
+    session opens them again."""
+    with _lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for found in engines:
+        found.store.close()
 
 
 class SessionStore(SessionBase):  # type: ignore[misc]
