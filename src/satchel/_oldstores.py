@@ -22,7 +22,7 @@ import pickle
 import stat
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigurationError, StoreUnavailable
@@ -136,7 +136,6 @@ class OldSession:
     created: float
     accessed: float
     user: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Source:
@@ -338,10 +337,10 @@ class Session3Directory(Source):
         # Custom attributes are kept; Session3's private ones (_remote_address, _form_tokens)
         # belong to its own bookkeeping.
         values.update({k: v for k, v in state.items() if not k.startswith("_")})
-        return OldSession(old_id, values, float(created), float(accessed),
-                          user if isinstance(user, str) else None,
-                          {"user": user} if user is not None and not isinstance(user, str)
-                          else {})
+        if user is not None and not isinstance(user, str):
+            values.setdefault("user", user)  # not a name to index: kept as a value
+            user = None
+        return OldSession(old_id, values, float(created), float(accessed), user)
 
 
 class PestoFiles(Source):
