@@ -15,6 +15,7 @@ from .errors import (
     SatchelError,
     SessionConflict,
     SessionTooLarge,
+    StoreMisconfigured,
     StoreTimeout,
     StoreUnavailable,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "SessionTooLarge",
     "Settings",
     "Store",
+    "StoreMisconfigured",
     "StoreTimeout",
     "StoreUnavailable",
     "is_valid_id",

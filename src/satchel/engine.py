@@ -99,10 +99,11 @@ class SessionEngine:
                     return True
                 sid, record = opened
                 session.client_id = sid
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             if not self.fail_open:
                 raise
-            log.warning("session store unavailable; serving this request without its session")
+            log.warning("session store unavailable (%s); serving this request without its "
+                        "session", exc)
             session._degraded = True
             return True
         if record is not None and EXPIRY_KEY in record.data:
@@ -186,10 +187,11 @@ class SessionEngine:
             session._discard = []
             if action is Action.DELETE:
                 session._found_absent(None)
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             if not self.fail_open:
                 raise
-            log.error("session store unavailable; this request's session changes were not saved")
+            log.error("session store unavailable (%s); this request's session changes were not "
+                      "saved", exc)
             return Decision(Action.NOTHING, vary=decision.vary)
         return decision
 

@@ -11,6 +11,7 @@ __all__ = [
     "SatchelError",
     "SessionConflict",
     "SessionTooLarge",
+    "StoreMisconfigured",
     "StoreTimeout",
     "StoreUnavailable",
 ]
@@ -22,6 +23,13 @@ class SatchelError(Exception):
 
 class ConfigurationError(SatchelError, ValueError):
     """satchel was set up wrongly: a bad option, URL or secret.  Fix the code or config."""
+
+
+class StoreMisconfigured(ConfigurationError):
+    """The store refuses satchel's settings: credentials, database, an option, permissions.
+
+    Not an outage: retrying will not help.  Raised when the store is first used (or built).
+    """
 
 
 class StoreUnavailable(SatchelError):

@@ -93,8 +93,8 @@ class SessionMiddleware:
         call = _Call(self, session, environ, start_response)
         try:
             result = self.app(environ, call.start_response)
-        except StoreUnavailable:
-            return call.unavailable()
+        except StoreUnavailable as exc:
+            return call.unavailable(exc)
         except BaseException:
             call.failed = True
             raise
@@ -204,9 +204,9 @@ class _Call:
         try:
             if self.status is not None and not self.sent:
                 self._send()
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             _close(result)
-            return self.unavailable()
+            return self.unavailable(exc)
         except BaseException:
             _close(result)
             raise
@@ -220,8 +220,9 @@ class _Call:
         if completed and not self.failed and self.session.touched:
             try:
                 decision = mw.engine.commit(self.session)
-            except StoreUnavailable:
-                log.error("session store unavailable; late session changes were not saved")
+            except StoreUnavailable as exc:
+                log.error("session store unavailable (%s); late session changes were not saved",
+                          exc)
             else:
                 if decision.action is not Action.NOTHING and decision.cookie is not CookieOp.KEEP:
                     log.warning("session changed after the response headers were sent; "
@@ -229,9 +230,9 @@ class _Call:
         if mw.purger is not None and self.environ.get("wsgi.run_once"):
             mw.purger.run_once()
 
-    def unavailable(self) -> Iterable[bytes]:
+    def unavailable(self, exc: StoreUnavailable) -> Iterable[bytes]:
         """Answer 503 for a request whose session could not be loaded or saved (fail closed)."""
-        log.error("session store unavailable; answering 503")
+        log.error("session store unavailable (%s); answering 503", exc)
         if self.sent:
             raise StoreUnavailable("session store unavailable after the response started")
         self.sent = True
@@ -263,11 +264,11 @@ class _Body:
                 yield chunk
             if not call.sent:
                 call._send()
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             call.failed = True
             if call.sent:
                 raise
-            yield from call.unavailable()
+            yield from call.unavailable(exc)
             return
         except BaseException:
             call.failed = True

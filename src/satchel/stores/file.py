@@ -35,9 +35,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
-from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
+from ..errors import (
+    ConfigurationError,
+    SatchelError,
+    StoreMisconfigured,
+    StoreTimeout,
+    StoreUnavailable,
+)
 from ..ids import is_valid_id
 from ..record import Changes, SessionMeta, SessionRecord
+from ._faults import PERMISSION_ERRNOS, misconfigured, reason, unavailable
 from ._filelog import (
     MAGIC,
     Unreadable,
@@ -111,13 +118,21 @@ class FileStore(BaseStore):
             # Tools that read a store must not leave an empty one behind a wrong path.
             raise ConfigurationError(
                 f"FileStore: no store at {self.directory!r}: no such directory")
+        where = f"FileStore directory {self.directory!r}"
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             mode = os.stat(self.directory).st_mode
         except OSError as exc:
-            raise StoreUnavailable(f"FileStore: cannot create {self.directory!r}: {exc}") from exc
+            if exc.errno in PERMISSION_ERRNOS:
+                raise misconfigured(where, exc) from exc
+            raise unavailable(where, exc) from exc
         if not stat.S_ISDIR(mode):
             raise ConfigurationError(f"FileStore: {self.directory!r} is not a directory")
+        if not os.access(self.directory, os.R_OK | os.W_OK | os.X_OK):
+            # Found now, not as a 503 on the first login.
+            raise StoreMisconfigured(
+                f"{where} refuses satchel's settings: this process (uid {os.geteuid()}) "
+                "may not write there")
         if mode & 0o077:
             log.warning(
                 "FileStore directory %s is accessible to other users (mode %o); use 0700",
@@ -497,10 +512,14 @@ class FileStore(BaseStore):
         # Neither the id nor any byte of the file goes to the log.
         log.warning("FileStore: ignored an unreadable session file in %s (%s)", self.directory, exc)
 
-    def _error(self, action: str, exc: OSError) -> StoreUnavailable:
+    def _error(self, action: str, exc: OSError) -> SatchelError:
         """The outage ``exc`` means, to raise ``from exc``: neither names the file, whose
-        name is a session id (the OS's error is stripped of it, as it rides along chained)."""
+        name is a session id (the OS's error is stripped of it, as it rides along chained).
+        A permission the process lacks is a setting to fix, not an outage."""
         exc.filename = exc.filename2 = None
+        if exc.errno in PERMISSION_ERRNOS:
+            return StoreMisconfigured(
+                f"FileStore: cannot {action} in {self.directory!r}: {reason(exc)}")
         return StoreUnavailable(
             f"FileStore: cannot {action} in {self.directory!r}: "
             f"{exc.strerror or type(exc).__name__}"

@@ -49,8 +49,9 @@ from urllib.parse import SplitResult, unquote
 import pymysql  # type: ignore[import-untyped]
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
-from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
+from ..errors import ConfigurationError, SatchelError, StoreTimeout
 from ..record import Changes, SessionMeta, SessionRecord
+from ._faults import misconfigured, unavailable
 from .base import BaseStore, now_or, url_options
 from .pool import ConnectionPool, PerProcess, PoolExhausted
 
@@ -62,6 +63,10 @@ _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}\Z")
 _LOST = frozenset({2006, 2013, 2055})  # server gone away, lost connection, lost (SSL)
 _DEADLOCK = 1213
 _LOCK_WAIT = 1205
+# Errors that mean the settings are wrong, not the server down: access denied (1045, 1698 for
+# unix_socket authentication), no such database or no right to it (1044, 1049), a command or
+# table denied (1142, 1143, 1227), an authentication method the client lacks (1251, 1524, 2059).
+_REFUSED = frozenset({1044, 1045, 1049, 1142, 1143, 1227, 1251, 1524, 1698, 2059})
 
 
 class MySQLStore(BaseStore):
@@ -217,7 +222,7 @@ class MySQLStore(BaseStore):
                 conn, reused = pool.acquire()
             except PoolExhausted as exc:
                 raise StoreTimeout(f"MySQL at {self._where}: {exc}") from exc
-            except pymysql.Error as exc:
+            except (pymysql.Error, OSError) as exc:
                 raise self._unavailable(exc) from exc
             try:
                 with conn.cursor() as cur:
@@ -247,11 +252,17 @@ class MySQLStore(BaseStore):
             pool.release(conn)
             return result
 
-    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+    def _unavailable(self, exc: BaseException) -> SatchelError:
+        """A timeout, a setting the server refuses (``StoreMisconfigured``), or an outage;
+        the last two in the server's words (which never quote the password; masked anyway)."""
         code = exc.args[0] if exc.args else 0
         if _timed_out(exc) or code == _LOCK_WAIT:
             return StoreTimeout(f"MySQL at {self._where}: no answer within the timeout")
-        return StoreUnavailable(f"MySQL at {self._where} is unavailable (error {code})")
+        where, secrets = f"MySQL at {self._where}", (self._connect_kwargs.get("password"),)
+        if code in _REFUSED or not isinstance(exc, pymysql.Error):
+            # Not a pymysql.Error: a local file the connection needs (ssl_ca, ...) is missing.
+            return misconfigured(where, exc, secrets)
+        return unavailable(where, exc, secrets)
 
 
 def _timed_out(exc: BaseException) -> bool:

@@ -49,8 +49,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
+from ..errors import ConfigurationError, SatchelError, StoreTimeout, StoreUnavailable
 from ..record import Changes, SessionMeta, SessionRecord
+from ._faults import misconfigured, unavailable
 from .base import BaseStore, now_or
 from .pool import PerProcess
 
@@ -107,6 +108,7 @@ class PostgresStore(BaseStore):
         # Where, for messages: as libpq resolves it (the URL, then PGHOST/PGPORT, then defaults).
         host = params.get("host") or os.environ.get("PGHOST") or "localhost"
         self._where = f"{host}:{params.get('port') or os.environ.get('PGPORT') or 5432}"
+        self._password = str(params.get("password") or "")
         options = f"{params.get('options') or ''} -c statement_timeout={int(timeout * 1000)}"
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
@@ -218,12 +220,14 @@ class PostgresStore(BaseStore):
         until an operation succeeds: a server that refuses connections fails the request at
         once, and one that is back serves it.
         """
-        pool = self._pool.get()
         dropped: psycopg.OperationalError | None = None
         for _ in range(self.max_size + 1):
             try:
                 if self._suspect:
                     psycopg.connect(self._conninfo, **self._kwargs).close()
+                # Built after that first connection, so settings the server refuses are one
+                # error, not also a pool retrying them in the background.
+                pool = self._pool.get()
                 with pool.connection(timeout=self.pool_timeout) as conn:
                     try:
                         if not self._ready:
@@ -252,13 +256,35 @@ class PostgresStore(BaseStore):
                 raise StoreTimeout(
                     f"PostgreSQL at {self._where}: statement exceeded {self.timeout:g} s"
                 ) from exc
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                raise StoreUnavailable(
-                    f"PostgreSQL at {self._where} is unavailable ({type(exc).__name__})"
-                ) from exc
+            except (psycopg.OperationalError, psycopg.InterfaceError,
+                    psycopg.errors.InsufficientPrivilege) as exc:
+                raise self._fault(exc) from exc
         raise StoreUnavailable(
             f"PostgreSQL at {self._where}: every connection failed"
         ) from dropped
+
+
+    def _fault(self, exc: psycopg.Error) -> SatchelError:
+        """A setting the server or libpq refuses (``StoreMisconfigured``), or an outage;
+        either way in libpq's words, which never quote the password (masked all the same)."""
+        where = f"PostgreSQL at {self._where}"
+        secrets = (self._password,)
+        state = exc.sqlstate or ""
+        if _REFUSED.search(str(exc)) or state[:2] in ("28", "3D") or state == "42501":
+            return misconfigured(where, exc, secrets)
+        return unavailable(where, exc, secrets)
+
+
+# What libpq and the server say (connection failures carry no SQLSTATE) when the settings are
+# wrong rather than the server down: authentication, role, database, options, TLS, privileges.
+_REFUSED = re.compile(
+    r"authentication failed|no password supplied|password is required"
+    r"|role \S+ does not exist|database \S+ does not exist|is not permitted to log in"
+    r"|pg_hba\.conf|permission denied|must be (?:superuser|owner)"
+    r"|invalid \w+ value|invalid connection option|invalid port number|invalid integer value"
+    r"|unrecognized configuration parameter|SSL was required|SSL is not supported"
+    r"|certificate|sslmode value"
+)
 
 
 class _Retry(Exception):

@@ -18,6 +18,7 @@ forbids carrying one across ``fork``) and opens its own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import sqlite3
@@ -27,8 +28,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote
 
-from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
+from ..errors import ConfigurationError, SatchelError, StoreTimeout, StoreUnavailable
 from ..record import Changes, SessionMeta, SessionRecord
+from ._faults import PERMISSION_ERRNOS, misconfigured, unavailable
 from .base import BaseStore, now_or, url_options
 
 __all__ = ["SQLiteStore", "from_url"]
@@ -84,6 +86,7 @@ USER_IDS = "SELECT id FROM satchel_session WHERE user = ? AND expires > ?"
 
 _PURGE_BATCH = 500  # rows per purge transaction, so a big purge never holds the writer long
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+_REFUSED = (3, 8, 23, 26)  # SQLITE_PERM, SQLITE_READONLY, SQLITE_AUTH, SQLITE_NOTADB
 
 # Connections a forked child found in its pool.  They belong to the parent: closing them here
 # could release or checkpoint what the parent still holds, so the child only keeps them alive.
@@ -255,7 +258,13 @@ class SQLiteStore(BaseStore):
                 # SQLite gives its -wal and -shm files the database file's permissions.
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError as exc:
-            raise StoreUnavailable(f"SQLiteStore: cannot create {self.path!r}: {exc}") from exc
+            where = f"SQLiteStore at {self.path!r}"
+            if isinstance(exc, FileExistsError):  # a file where its directory should be
+                not_a_directory = NotADirectoryError(errno.ENOTDIR, "Not a directory")
+                raise misconfigured(where, not_a_directory) from exc
+            if exc.errno in PERMISSION_ERRNOS:
+                raise misconfigured(where, exc) from exc
+            raise unavailable(where, exc) from exc
         conn = self._connect()
         try:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -329,7 +338,7 @@ class SQLiteStore(BaseStore):
         self._idle = []
         self._pid = os.getpid()
 
-    def _failed(self, conn: sqlite3.Connection, exc: sqlite3.Error) -> StoreUnavailable:
+    def _failed(self, conn: sqlite3.Connection, exc: sqlite3.Error) -> SatchelError:
         """Roll back, drop the connection, and translate the error."""
         with contextlib.suppress(sqlite3.Error):
             if conn.in_transaction:
@@ -387,11 +396,14 @@ def _apply(conn: sqlite3.Connection, sid: str, changes: Changes, fresh: bool = F
         conn.executemany(UPSERT_VALUE, [(sid, k, v) for k, v in changes.set.items()])
 
 
-def _error(exc: sqlite3.Error, path: str) -> StoreUnavailable:
-    """``database is locked`` beyond the busy timeout is a timeout; anything else, unavailable."""
+def _error(exc: sqlite3.Error, path: str) -> SatchelError:
+    """``database is locked`` beyond the busy timeout is a timeout; a file this process may
+    not write, or one that is no database, a setting to fix; anything else, unavailable."""
     code = getattr(exc, "sqlite_errorcode", None)
     if (code is not None and code & 0xFF in _BUSY) or "locked" in str(exc):
         return StoreTimeout(f"SQLiteStore: {path!r} stayed locked past the timeout ({exc})")
+    if code is not None and code & 0xFF in _REFUSED:
+        return misconfigured(f"SQLiteStore at {path!r}", exc)
     return StoreUnavailable(f"SQLiteStore: {path!r}: {exc}")
 
 
