@@ -58,3 +58,12 @@ class Harness:
         assert decision.action is Action.SAVE and decision.cookie is CookieOp.SET
         assert decision.sid is not None
         return decision.sid
+
+    def new_session_saved(self, **data: Any) -> str:
+        """:meth:`new_session` that also calls ``save()`` (for an ``explicit_save`` policy)."""
+        s = self.request()
+        s.update(data)
+        s.save()
+        decision = self.finish(s)
+        assert decision.action is Action.SAVE and decision.sid is not None
+        return decision.sid

@@ -20,7 +20,13 @@ from .keys import Secret, SecretLike
 from .manager import SessionManager
 from .stores import Store, masked_url, open_store, takes_secret
 from .stores.base import is_client_side
-from .transport import CookieTransport, HeaderTransport, QueryTransport, make_transport
+from .transport import (
+    CookieTransport,
+    HeaderTransport,
+    NoTransport,
+    QueryTransport,
+    make_transport,
+)
 
 __all__ = ["DEFAULT_STORE_URL", "Settings"]
 
@@ -55,6 +61,8 @@ class Settings:
     on_unavailable: str = FAIL_CLOSED
     auto_purge_every: float = 0
     auto_purge_olderthan: float | None = None
+    explicit_save: bool = False
+    save_empty: bool = False
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
     @classmethod
@@ -159,11 +167,13 @@ class Settings:
             mint_key=mint_key,
             legacy_ids=self.legacy_ids,
             issue_ids=self.issue_ids,
+            explicit_save=self.explicit_save,
+            save_empty=self.save_empty,
         )
         return SessionEngine(store, manager, self.make_codec(),
                              on_unavailable=self.on_unavailable, clock=self.clock)
 
-    def make_transport(self) -> CookieTransport | QueryTransport | HeaderTransport:
+    def make_transport(self) -> CookieTransport | QueryTransport | HeaderTransport | NoTransport:
         return make_transport(
             self.transport,
             cookie_name=self.cookie_name,

@@ -8,6 +8,7 @@ engine to carry out.  That is why every front door (WSGI, ASGI, Quixote, ...) sh
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import math
@@ -46,7 +47,8 @@ class Decision:
     """The manager's verdict on one request's session.
 
     ``token`` is set by the engine for a client-side store: the sealed session the client must
-    hold instead of the bare ``sid``.
+    hold instead of the bare ``sid``.  ``domain`` and ``path``, when set, replace the configured
+    cookie attributes for this response (``session.cookie_domain``/``cookie_path``).
     """
 
     action: Action
@@ -58,6 +60,8 @@ class Decision:
     max_age: int | None = None
     vary: bool = False
     token: str | None = None
+    domain: str | None = None
+    path: str | None = None
 
     @property
     def value(self) -> str | None:
@@ -92,6 +96,13 @@ class SessionManager:
         issue_ids: give every visitor an id on the first response, as Pesto did, so that a
             session's id is stable before it stores anything.  The id is minted (needs
             ``mint_key``) and nothing is stored for it until the application stores something.
+        explicit_save: changes are saved only when the application called ``session.save()``
+            (or rotated the id); others are dropped at the end of the request, as Beaker drops
+            them.  Access-time touches, deletions and revocations still happen.
+        save_empty: a session that holds no keys is still stored (a new one gets an id and a
+            cookie; an emptied one keeps its record) instead of being dropped or deleted, as
+            Beaker stores every session it saves.  A session just invalidated stays gone
+            unless ``save()`` is called after.
     """
 
     def __init__(
@@ -105,6 +116,8 @@ class SessionManager:
         mint_key: bytes | None = None,
         legacy_ids: bool = False,
         issue_ids: bool = False,
+        explicit_save: bool = False,
+        save_empty: bool = False,
     ) -> None:
         for name, value in (("idle_timeout", idle_timeout), ("absolute_timeout", absolute_timeout)):
             if value is not None and (not _is_number(value) or value <= 0):
@@ -125,6 +138,8 @@ class SessionManager:
         if issue_ids and mint_key is None:
             raise ConfigurationError("issue_ids needs a mint_key to recognise the ids it issued")
         self.issue_ids = issue_ids
+        self.explicit_save = explicit_save
+        self.save_empty = save_empty
 
     # -- at the start ----------------------------------------------------------------------------
 
@@ -202,6 +217,19 @@ class SessionManager:
         ``finish_failed_request``.  Raises TypeError (from the codec) when a value cannot be
         stored, naming its key.
         """
+        decision = self._decide(session, now, failed)
+        domain, path = session.cookie_domain, session.cookie_path
+        if (domain is None and path is None) or not session.touched:
+            return decision
+        # Cookie attributes chosen for this response: a kept session's cookie is sent again
+        # with them, and any cookie this response carries (a revocation too) uses them.
+        cookie = decision.cookie
+        if cookie is CookieOp.KEEP and decision.action in (Action.SAVE, Action.TOUCH,
+                                                           Action.UPDATE):
+            cookie = CookieOp.SET
+        return dataclasses.replace(decision, cookie=cookie, domain=domain, path=path)
+
+    def _decide(self, session: Session, now: float, failed: bool) -> Decision:
         if failed or not session.touched:
             return NOTHING
         if session._degraded:
@@ -218,9 +246,11 @@ class SessionManager:
         sid = session._loaded_id  # an existing session keeps the id it was loaded under
         lifetime = session._lifetime()
         persistent = self._persistent(lifetime)
+        saving = session._save_requested or not self.explicit_save
 
         if sid is None:
-            if not has_data:
+            keep_empty = self.save_empty and (session._save_requested or not session._revoke)
+            if not saving or not (has_data or keep_empty):
                 issued = session._sid
                 if self.issue_ids and issued is not None and not session._revoke:
                     # Pesto's visitor id: the client holds it (or gets it now); nothing is
@@ -239,10 +269,10 @@ class SessionManager:
             return Decision(Action.SAVE, new_sid, first, meta, discard, CookieOp.SET,
                             self._max_age(meta.expires, now, persistent), True)
 
-        if not has_data:
+        if saving and not has_data and not self.save_empty:
             return Decision(Action.DELETE, sid, discard=(*discard, sid),
                             cookie=CookieOp.REVOKE, vary=True)
-        changes = session._changes()
+        changes = session._changes() if saving else None
         if changes is not None:
             meta = SessionMeta(created, now, self._expiry(created, now, lifetime), session._user)
             cookie = self._refresh(persistent, EXPIRY_KEY in changes.set
@@ -268,7 +298,7 @@ class SessionManager:
         next read restores its own lifetime.
         """
         changes = session._changes()
-        if changes is None:
+        if changes is None or (self.explicit_save and not session._save_requested):
             return Decision(Action.NOTHING, session.client_id, vary=True)
         lifetime = session._lifetime()
         idle = lifetime if lifetime else self.idle_timeout

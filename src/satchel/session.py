@@ -62,8 +62,8 @@ class Session(MutableMapping[str, Any]):
         "_accessed", "_cleared", "_codec", "_created", "_data", "_decoded", "_degraded",
         "_deleted", "_discard", "_identified", "_loaded_id", "_now", "_opener", "_orig",
         "_policy", "_request", "_revoke",
-        "_rotated", "_set", "_sid", "_user", "_user_changed", "_watch", "client_id",
-        "touched",
+        "_rotated", "_save_requested", "_set", "_sid", "_user", "_user_changed", "_watch",
+        "client_id", "cookie_domain", "cookie_path", "touched",
     )
 
     def __init__(self, codec: Codec, now: float, opener: Opener | None = None,
@@ -95,6 +95,11 @@ class Session(MutableMapping[str, Any]):
         self._user: str | None = None
         self._user_changed = False
         self._policy: SessionManager | None = None  # set by the engine when it opens the session
+        self._save_requested = False
+        # Cookie attributes for this response only (Beaker's ``session.domain``/``path``);
+        # None keeps the configured ones.
+        self.cookie_domain: str | None = None
+        self.cookie_path: str | None = None
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -380,6 +385,37 @@ class Session(MutableMapping[str, Any]):
         self._set = set(self._data)
         self._deleted = set()
         self._rotated = True
+        # The data now lives under the new id only: it is written whatever the save policy.
+        self._save_requested = True
+
+    def save(self) -> None:
+        """Ask for this session to be saved at the end of the request.
+
+        Only the manager's ``explicit_save`` policy (Beaker's model) needs it: there, changes
+        not followed by ``save()`` are dropped.  Otherwise every change is saved anyway.
+        """
+        self.touched = True
+        self._save_requested = True
+
+    def revert(self) -> None:
+        """Drop this request's unsaved changes: the values go back to what was loaded (or last
+        saved).  A new id from :meth:`rotate` or :meth:`invalidate` stays."""
+        self._ensure()
+        self._data = dict(self._orig)
+        self._decoded = set()
+        self._watch = set()
+        self._set = set()
+        self._deleted = set()
+        self._cleared = False
+        if self._rotated:
+            # The loaded values must still move to the new id: write them all there.
+            for key, value in list(self._data.items()):
+                try:
+                    self._decode(key, value)
+                except KeyError:
+                    continue
+            self._cleared = True
+            self._set = set(self._data)
 
     def invalidate(self) -> None:
         """Delete the stored session and revoke the client's id (logout).

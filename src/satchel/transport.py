@@ -14,8 +14,15 @@ from urllib.parse import parse_qsl, quote, urlencode
 from .errors import ConfigurationError
 from .manager import CookieOp, Decision
 
-__all__ = ["CookieTransport", "HeaderTransport", "QueryTransport", "Transport", "make_transport",
-           "url_path"]
+__all__ = [
+    "CookieTransport",
+    "HeaderTransport",
+    "NoTransport",
+    "QueryTransport",
+    "Transport",
+    "make_transport",
+    "url_path",
+]
 
 # RFC 6265 section 4.1.1: a cookie-name is an RFC 2616 token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -89,12 +96,8 @@ class CookieTransport:
     ) -> None:
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise ConfigurationError(f"cookie_name {name!r} is not a valid cookie name (RFC 6265)")
-        if path is not None and (not path.startswith("/") or ";" in path or _CTL.search(path)):
-            raise ConfigurationError(
-                "cookie_path must start with '/' and hold no ';' or control character"
-            )
-        if domain is not None and (not domain or any(c in domain for c in "; \r\n/")):
-            raise ConfigurationError("cookie_domain must be a bare host name such as example.com")
+        _check_path(path)
+        _check_domain(domain)
         if samesite is not None:
             key = str(samesite).lower()
             if key not in _SAMESITE:
@@ -121,12 +124,13 @@ class CookieTransport:
         self.secure = secure
         self._prefix = name + "="
         tail = ""
-        if domain:
-            tail += f"; Domain={domain}"
         if httponly:
             tail += "; HttpOnly"
         if samesite:
             tail += f"; SameSite={samesite}"
+        self._flags = tail
+        if domain:
+            tail = f"; Domain={domain}" + tail
         self._tail = tail  # built once; per request only Path, Secure and Max-Age vary
         self._overheads: dict[tuple[int, bool, str], int] = {}
 
@@ -154,14 +158,19 @@ class CookieTransport:
         if decision.vary:
             headers.append(("Vary", "Cookie"))
         if op is CookieOp.SET:
-            value = self._set_cookie(decision.value, decision.max_age, https, script_name)
+            value = self._set_cookie(decision.value, decision.max_age, https, script_name,
+                                     domain=decision.domain, path=decision.path)
         else:
-            value = self._set_cookie("", None, https, script_name, revoke=True)
+            value = self._set_cookie("", None, https, script_name, revoke=True,
+                                     domain=decision.domain, path=decision.path)
         headers.append(("Set-Cookie", value))
         return headers
 
     def overhead(self, decision: Decision, *, https: bool, script_name: str) -> int:
         max_age = decision.max_age
+        if decision.domain is not None or decision.path is not None:
+            return len(self._set_cookie("", max_age, https, script_name,
+                                        domain=decision.domain, path=decision.path).encode())
         # Only the number of Max-Age digits changes the length: remember each combination.
         key = (-1 if max_age is None else len(str(max_age)), https, script_name)
         found = self._overheads.get(key)
@@ -172,9 +181,17 @@ class CookieTransport:
         return found
 
     def _set_cookie(self, value: str | None, max_age: int | None, https: bool,
-                    script_name: str, *, revoke: bool = False) -> str:
-        path = self.path or url_path(script_name) or "/"
-        header = f"{self.name}={value or ''}; Path={path}{self._tail}"
+                    script_name: str, *, revoke: bool = False, domain: str | None = None,
+                    path: str | None = None) -> str:
+        if path is not None:
+            _check_path(path)
+        else:
+            path = self.path or url_path(script_name) or "/"
+        tail = self._tail
+        if domain is not None:
+            _check_domain(domain)
+            tail = f"; Domain={domain}{self._flags}"
+        header = f"{self.name}={value or ''}; Path={path}{tail}"
         if revoke:
             header += f"; Max-Age=0; Expires={_REVOKED}"
         elif max_age is not None:
@@ -183,6 +200,20 @@ class CookieTransport:
         if secure:
             header += "; Secure"
         return header
+
+
+def _check_path(path: str | None) -> None:
+    if path is not None and (not isinstance(path, str) or not path.startswith("/")
+                             or ";" in path or _CTL.search(path)):
+        raise ConfigurationError(
+            "cookie_path must start with '/' and hold no ';' or control character"
+        )
+
+
+def _check_domain(domain: str | None) -> None:
+    if domain is not None and (not isinstance(domain, str) or not domain
+                               or any(c in domain for c in "; \r\n/")):
+        raise ConfigurationError("cookie_domain must be a bare host name such as example.com")
 
 
 class QueryTransport:
@@ -266,6 +297,24 @@ class HeaderTransport:
         return 0
 
 
+class NoTransport:
+    """No id travels: the application keeps and passes ids itself (Beaker's
+    ``use_cookies = false``).  Nothing is read from the request; nothing is sent back."""
+
+    source = "none"
+    header_name = ""
+    vary = None
+
+    def read(self, raw: str | None) -> str | None:
+        return None
+
+    def render(self, decision: Decision, *, https: bool, script_name: str) -> list[tuple[str, str]]:
+        return []
+
+    def overhead(self, decision: Decision, *, https: bool, script_name: str) -> int:
+        return 0
+
+
 def make_transport(
     kind: str,
     *,
@@ -277,7 +326,7 @@ def make_transport(
     cookie_samesite: str | None = "Lax",
     query_param: str = "satchel_session",
     header_name: str = "X-Session-Id",
-) -> CookieTransport | QueryTransport | HeaderTransport:
+) -> CookieTransport | QueryTransport | HeaderTransport | NoTransport:
     """Build the transport named by the ``transport`` option (``persist`` in Pesto's words)."""
     if kind == "cookie":
         return CookieTransport(cookie_name, path=cookie_path, domain=cookie_domain,
@@ -287,6 +336,8 @@ def make_transport(
         return QueryTransport(query_param)
     if kind == "header":
         return HeaderTransport(header_name)
+    if kind == "none":
+        return NoTransport()
     raise ConfigurationError(
-        f"transport {kind!r} is unknown; use 'cookie', 'querystring' or 'header'"
+        f"transport {kind!r} is unknown; use 'cookie', 'querystring', 'header' or 'none'"
     )
