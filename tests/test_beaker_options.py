@@ -59,6 +59,17 @@ def test_ini_strings_are_coerced() -> None:
     assert translate({"legacy_ids": "true"}).settings["legacy_ids"] is True
 
 
+def test_samesite_none_is_the_attribute_and_python_none_is_none() -> None:
+    assert translate({"samesite": "None"}).settings["cookie_samesite"] == "None"
+    assert translate({"samesite": None}).settings["cookie_samesite"] is None
+    assert translate({"samesite": ""}).settings["cookie_samesite"] is None
+    mw = SessionMiddleware(_ok, samesite="None")
+    try:
+        assert mw.core.transport.secure is True  # SameSite=None needs Secure
+    finally:
+        mw.close()
+
+
 def test_python_values_are_accepted() -> None:
     settings = translate({"auto": True, "timeout": 60, "secure": False,
                           "cookie_expires": dt.timedelta(days=1)}).settings

@@ -207,7 +207,14 @@ def _secure(name: str, value: Any, out: Translation) -> None:
 
 
 def _samesite(name: str, value: Any, out: Translation) -> None:
-    out.settings["cookie_samesite"] = _text(name, value)
+    # Only Python's None (or an empty value) means "no attribute": the string "None" is
+    # SameSite=None, as Beaker passes it on.
+    if value is None or (isinstance(value, str) and not value.strip()):
+        out.settings["cookie_samesite"] = None
+        return
+    if not isinstance(value, str):
+        raise ConfigurationError(f"Beaker option {name} must be Lax, Strict, None or empty")
+    out.settings["cookie_samesite"] = value.strip()
 
 
 def _cookie_expires(name: str, value: Any, out: Translation) -> None:
