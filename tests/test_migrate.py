@@ -464,3 +464,26 @@ def test_allow_class_admits_an_applications_own_class(
             secret="a secret of at least sixteen bytes")
         old_id = path.name[: -len(".cache")]
         assert call(app, cookie=f"beaker.session.id={old_id}").body == b"tea"
+
+
+def test_beaker_users_keep_their_sessions_through_the_beaker_facade(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole move for a Beaker application: migrate, then satchel's Beaker facade with
+    ``legacy_ids`` reads the browser's old ``beaker.session.id`` cookie once."""
+    from satchel.compat.beaker.middleware import SessionMiddleware as BeakerFacade
+
+    ids = beaker_logins({"session.type": "file", "session.data_dir": str(tmp_path / "b")},
+                        ["wendy"])
+    target = f"sqlite:///{tmp_path}/satchel.db"
+    assert run_cli("--from", f"beaker-file:{tmp_path / 'b'}", "--to", target) == 0
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [])
+        return [str(environ["beaker.session"].get("user")).encode()]
+
+    facade = BeakerFacade(app, {"session.type": target, "session.legacy_ids": "true"})
+    _, headers, body = wsgi_get(facade, cookie=f"beaker.session.id={ids['wendy']}")
+    new_id = cookie_value(headers, "beaker.session.id")
+    assert body == b"wendy" and is_valid_id(new_id)
+    assert wsgi_get(facade, cookie=f"beaker.session.id={ids['wendy']}")[2] == b"None"
+    assert wsgi_get(facade, cookie=f"beaker.session.id={new_id}")[2] == b"wendy"
