@@ -14,6 +14,7 @@ from __future__ import annotations
 import _compat_pickle
 import base64
 import binascii
+import functools
 import importlib
 import io
 import json
@@ -65,6 +66,7 @@ class Inert:
         self.state = state
 
 
+@functools.cache
 def _inert(kind: str) -> type[Inert]:
     return type(kind, (Inert,), {})
 
