@@ -17,7 +17,7 @@ from django.contrib.sessions.backends.base import UpdateError
 from django.test import Client, override_settings
 
 import satchel
-from satchel.errors import ConfigurationError
+from satchel.errors import SessionTooLarge
 from satchel.integrations import django as satchel_django
 
 from . import framework_stores
@@ -25,15 +25,22 @@ from . import framework_stores
 redis_server = framework_stores.redis_server
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+SERVER_SIDE = pytest.mark.parametrize("store_url", ["sqlite", "redis"], indirect=True)
+
+
+@pytest.fixture(params=["sqlite", "redis", "cookie"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    options = {}
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'sessions.db'}"
-    else:
+    elif request.param == "redis":
         server = request.getfixturevalue("redis_server")
         server.flush()
         url = server.url
-    with override_settings(SATCHEL_STORE=url):
+    else:
+        url = "cookie://"
+        options = {"secret": framework_stores.SECRET}
+    with override_settings(SATCHEL_STORE=url, SATCHEL_OPTIONS=options):
         yield url
     satchel_django.close()
 
@@ -55,11 +62,13 @@ def test_session_persists_through_djangos_middleware(store_url: str) -> None:
     client = Client()
     assert [client.get("/count").content for _ in range(3)] == [b"1", b"2", b"3"]
     key = client.cookies["sessionid"].value
-    assert satchel.is_valid_id(key)
-    store = satchel_django.engine().store
-    assert store.exists(key)
+    if store_url == "cookie://":
+        assert not satchel.is_valid_id(key) and len(key) > 60  # the sealed session itself
+    else:
+        assert satchel.is_valid_id(key) and satchel_django.engine().store.exists(key)
 
 
+@SERVER_SIDE
 def test_login_rotates_the_key_logout_ends_the_session(store_url: str, users: None) -> None:
     client = Client()
     client.get("/count")
@@ -80,6 +89,7 @@ def test_login_rotates_the_key_logout_ends_the_session(store_url: str, users: No
     assert client.get("/me").json()["user"] is None
 
 
+@SERVER_SIDE
 def test_log_out_everywhere_from_the_store(store_url: str, users: None) -> None:
     first, second = Client(), Client()
     log_in(first, "bob")
@@ -97,6 +107,7 @@ def test_csrf_token_lives_in_the_session_cookie_flow(store_url: str) -> None:
     assert client.post("/post", {"csrfmiddlewaretoken": "x" * 64}).status_code == 403
 
 
+@SERVER_SIDE
 def test_set_expiry_gives_a_persistent_cookie_and_a_lifetime(store_url: str) -> None:
     client = Client()
     client.get("/remember", {"seconds": "3600"})
@@ -109,6 +120,7 @@ def test_set_expiry_gives_a_persistent_cookie_and_a_lifetime(store_url: str) -> 
     assert client.cookies["sessionid"]["max-age"] == ""  # expires at browser close
 
 
+@SERVER_SIDE
 def test_concurrent_logout_interrupts_a_save(store_url: str) -> None:
     first = satchel_django.SessionStore()
     first["a"] = 1
@@ -144,6 +156,7 @@ def test_clear_expired_purges(store_url: str) -> None:
     assert not satchel_django.SessionStore().exists(s.session_key)
 
 
+@SERVER_SIDE
 def test_an_empty_session_stores_nothing(store_url: str) -> None:
     # satchel's rule (Django's db backend would write an empty row): no data, no record.
     s = satchel_django.SessionStore()
@@ -152,7 +165,20 @@ def test_an_empty_session_stores_nothing(store_url: str) -> None:
     assert satchel_django.engine().store.count() == 0
 
 
-def test_a_cookie_store_is_refused() -> None:
-    with override_settings(SATCHEL_STORE="cookie://", SATCHEL_OPTIONS={"secret": "s" * 32}), \
-            pytest.raises(ConfigurationError, match="client-side"):
-        satchel_django.SessionStore()
+def test_cookie_store_login_and_size_limit(users: None) -> None:
+    options = {"secret": framework_stores.SECRET}
+    with override_settings(SATCHEL_STORE="cookie://", SATCHEL_OPTIONS=options):
+        client = Client()
+        client.get("/count")
+        before = client.cookies["sessionid"].value
+        log_in(client, "ann")
+        assert client.cookies["sessionid"].value != before
+        assert client.get("/me").json()["user"] == "ann"
+        assert client.get("/count").content == b"2"
+        client.get("/logout")
+        assert client.get("/me").json()["user"] is None
+        # Too big for a cookie once Django's cookie attributes are counted: refused, never a
+        # cookie the browser would drop.
+        with pytest.raises(SessionTooLarge):
+            client.get("/write", {"big": "x" * 4000})
+    satchel_django.close()

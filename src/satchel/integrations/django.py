@@ -21,8 +21,10 @@ Translations worth knowing:
   ``store.delete_user(str(user.pk))`` logs that user out everywhere.
 - Django's 32-character keys are not satchel ids: sessions made by another backend are not
   read (their users log in again once).
-- A client-side (cookie) store is refused: Django's middleware puts the session key, not the
-  session, in the cookie.  Use satchel's WSGI middleware for cookie sessions.
+- With the cookie store (``SATCHEL_STORE = "cookie://"``, ``SATCHEL_OPTIONS = {"secret":
+  [...]}``) the session key is the sealed session itself, as with Django's ``signed_cookies``
+  backend: Django's middleware puts it in the cookie, and its size is checked against the
+  browser's limit with Django's cookie attributes counted.
 """
 
 from __future__ import annotations
@@ -36,11 +38,9 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 
 from ..config import Settings
 from ..engine import SessionEngine
-from ..errors import ConfigurationError
 from ..ids import is_valid_id
-from ..manager import Action, CookieOp
+from ..manager import Action, CookieOp, Decision
 from ..session import Session
-from ..stores.base import is_client_side
 
 __all__ = ["SessionStore", "close", "engine"]
 
@@ -67,12 +67,6 @@ def engine() -> SessionEngine:
             options.setdefault("absolute_timeout", None)
             built = Settings.from_options(store=url, **options)
             store, _ = built.make_store()
-            if is_client_side(store):
-                store.close()
-                raise ConfigurationError(
-                    "SATCHEL_STORE names a client-side store; Django's middleware keeps only a "
-                    "key in its cookie: wrap the WSGI application in satchel.SessionMiddleware"
-                )
             found = _engines[key] = built.make_engine(store)
     return found
 
@@ -85,6 +79,23 @@ def close() -> None:
         _engines.clear()
     for found in engines:
         found.store.close()
+
+
+def _cookie_overhead(decision: Decision) -> int:
+    """The bytes Django's middleware adds around a sealed session in its Set-Cookie header,
+    measured by rendering that header with an empty value, at its longest (a ten-digit
+    Max-Age and an Expires date), for the cookie store's check against the browser's 4096."""
+    from django.http import HttpResponse
+
+    response = HttpResponse()
+    response.set_cookie(
+        settings.SESSION_COOKIE_NAME, "", max_age=10**9,
+        domain=settings.SESSION_COOKIE_DOMAIN, path=settings.SESSION_COOKIE_PATH,
+        secure=settings.SESSION_COOKIE_SECURE or None,
+        httponly=settings.SESSION_COOKIE_HTTPONLY or None,
+        samesite=settings.SESSION_COOKIE_SAMESITE,
+    )
+    return len(response.cookies[settings.SESSION_COOKIE_NAME].OutputString().encode())
 
 
 class SessionStore(SessionBase):  # type: ignore[misc]
@@ -138,6 +149,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     # -- SessionBase's storage contract ---------------------------------------------------------
 
     def exists(self, session_key: str | None) -> bool:
+        if self._engine.sealer is not None:
+            return False  # as Django's signed_cookies: the client holds the session
         if not session_key or not is_valid_id(session_key):
             return False
         return self._engine.store.exists(session_key)
@@ -166,12 +179,14 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         elif AUTH_USER_KEY in session:
             session.user = str(session[AUTH_USER_KEY])
         loaded = session._loaded_id is not None
-        decision = self._engine.commit(session)
+        decision = self._engine.commit(session, overhead=_cookie_overhead)
         if loaded and decision.action is Action.NOTHING and decision.cookie is CookieOp.REVOKE:
             self._session_key = None
             raise UpdateError
         if decision.action in (Action.SAVE, Action.UPDATE, Action.TOUCH):
-            self._session_key = decision.sid  # type: ignore[assignment]
+            # The key Django's middleware sends: the id, or for the cookie store the sealed
+            # session itself.
+            self._session_key = decision.value  # type: ignore[assignment]
 
     def delete(self, session_key: str | None = None) -> None:
         """Delete the stored session now (this one's when ``session_key`` is None)."""
@@ -208,8 +223,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def _commit_rotation(self, session: Session) -> None:
         # Django's contract: the old key is gone when cycle_key returns.
-        self._engine.commit(session)
-        self._session_key = session.id  # type: ignore[assignment]
+        decision = self._engine.commit(session, overhead=_cookie_overhead)
+        self._session_key = decision.token or session.id  # type: ignore[assignment]
         self.modified = True
 
     def set_expiry(self, value: Any) -> None:
