@@ -595,3 +595,76 @@ def test_values_signed_with_a_retired_pickle_secret_drop_their_key_alone() -> No
     s = h.request(sid)
     assert sorted(s) == ["seen"]  # "ok" is JSON, not signed pickle: dropped too
     assert dict(s) == {"seen": {3}} and len(s) == 1 and "cart" not in s
+
+
+# -- minted ids: adoptable briefly, in one spelling, and never once their session is gone ----
+
+
+def _adopted(h: Harness, sid: str) -> bool:
+    s = h.request(sid)
+    s["x"] = 1
+    return h.finish(s).sid == sid
+
+
+def test_a_minted_id_is_adopted_only_within_its_window() -> None:
+    from satchel.manager import MINT_WINDOW
+
+    h = Harness(mint_key=b"k" * 32)
+    assert h.manager.mint_window == MINT_WINDOW
+    early = h.manager.mint_id(h.clock())
+    late = h.manager.mint_id(h.clock())
+    h.clock.advance(MINT_WINDOW - 1)
+    assert _adopted(h, early)
+    h.clock.advance(2)
+    assert not _adopted(h, late)  # harvested from a redirect, planted in a link later: refused
+    # minted "in the future" by a clock far ahead of ours: refused too
+    ahead = h.manager.mint_id(h.clock() + 3600)
+    assert not _adopted(h, ahead)
+
+
+def test_a_minted_id_whose_session_expired_is_never_adopted_again() -> None:
+    h = Harness(mint_key=b"k" * 32, idle_timeout=20, absolute_timeout=None)
+    assert h.manager.mint_window <= 10  # below the shortest lifetime a session can be given
+    minted = h.manager.mint_id(h.clock())
+    assert _adopted(h, minted)
+    h.clock.advance(20)  # its session dies: the earliest moment the store can forget it
+    assert h.store.load(minted) is None or h.manager.accept(h.store.load(minted),
+                                                            h.clock()) is None
+    assert not _adopted(h, minted)
+    assert not h.manager.adopts(minted, h.clock())
+
+
+def test_a_minted_id_is_accepted_in_exactly_one_spelling() -> None:
+    import base64
+
+    from satchel.ids import minted_age
+
+    key = b"k" * 32
+    h = Harness(mint_key=key)
+    for _ in range(50):
+        minted = h.manager.mint_id(h.clock())
+        raw = base64.urlsafe_b64decode(minted + "=")
+        spellings = {minted[:-1] + c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789-_" if base64.urlsafe_b64decode(minted[:-1] + c + "=") == raw}
+        assert len(spellings) == 4 and minted in spellings
+        assert [sp for sp in spellings if minted_age(sp, key, h.clock()) is not None] == [minted]
+
+
+def test_ids_minted_before_the_stamp_are_not_adopted() -> None:
+    import base64
+    import hashlib
+    import hmac
+    import secrets as _secrets
+
+    key = b"k" * 32
+    h = Harness(mint_key=key)
+    nonce = _secrets.token_bytes(24)  # the former layout: nonce and a tag over it alone
+    old = base64.urlsafe_b64encode(nonce + hmac.new(key, nonce, hashlib.sha256).digest()[:8])
+    assert not _adopted(h, old.decode().rstrip("="))
+
+
+def test_mint_window_must_be_positive() -> None:
+    from satchel import ConfigurationError, SessionManager
+
+    with pytest.raises(ConfigurationError, match="mint_window"):
+        SessionManager(mint_window=0)

@@ -17,10 +17,10 @@ __all__ = [
     "ID_LENGTH",
     "LEGACY_KEY",
     "is_legacy_id",
-    "is_minted_id",
     "is_valid_id",
     "legacy_id",
     "mint_id",
+    "minted_age",
     "new_id",
 ]
 
@@ -41,37 +41,46 @@ def new_id() -> str:
     return secrets.token_urlsafe(ID_BYTES)
 
 
+# A minted id: a 4-byte stamp (seconds, modulo 2**32), 20 random bytes (160 bits) and an
+# 8-byte HMAC-SHA256 tag over both, with a context string that no other use of the key shares.
+_MINT_CONTEXT = b"satchel.mint.v2\x00"
+_STAMP = 4
+_NONCE = 20
+_WRAP = 1 << 32
+# 32 bytes fill 43 base64 characters but for the last one's two low bits, which must be zero:
+# the one spelling mint_id writes.  Any other last character is another spelling of the same
+# bytes and is refused, so a minted id is accepted in exactly one form.
+_CANONICAL_LAST = frozenset("AEIMQUYcgkosw048")
+
+
 def mint_id(key: bytes, now: float) -> str:
     """A fresh id that carries proof it was issued by the holder of ``key`` at ``now``.
 
-    20 random bytes (160 bits), the minting second (4 bytes) and an 8-byte HMAC-SHA256 tag over
-    both, in the same 43-character shape as every other id.  Used where an id must be handed
-    out before anything is stored (the query-string redirect, ``issue_ids``), so that strict
-    mode can still recognise it, for a while: see :func:`is_minted_id`.
+    In the same 43-character shape as every other id.  Used where an id must be handed out
+    before anything is stored (the query-string transport's redirect), so that strict mode can
+    recognise it, briefly (:func:`minted_age`).
     """
-    body = secrets.token_bytes(20) + int(max(0.0, min(now, 2**32 - 1))).to_bytes(4, "big")
-    tag = hmac.new(key, body, hashlib.sha256).digest()[:8]
+    body = (int(now) % _WRAP).to_bytes(_STAMP, "big") + secrets.token_bytes(_NONCE)
+    tag = hmac.new(key, _MINT_CONTEXT + body, hashlib.sha256).digest()[:8]
     return base64.urlsafe_b64encode(body + tag).decode("ascii").rstrip("=")
 
 
-def is_minted_id(value: str, key: bytes, now: float, max_age: float | None) -> bool:
-    """True when ``value`` (already valid by format) was made by :func:`mint_id` with ``key``,
-    at most ``max_age`` seconds before ``now`` (None: any age).
+def minted_age(value: str, key: bytes, now: float) -> float | None:
+    """Seconds since :func:`mint_id` made ``value`` with ``key`` (negative if minted by a clock
+    ahead of ``now``), or None when it did not make it, or not in this exact spelling.
 
-    The age bound keeps a minted id from naming a new session long after it was handed out:
-    once the session it named has expired, the id is not revived.
+    ``value`` must be valid by format (:func:`is_valid_id`).
     """
+    if value[-1] not in _CANONICAL_LAST:
+        return None
     raw = base64.urlsafe_b64decode(value + "=")
-    expected = hmac.new(key, raw[:24], hashlib.sha256).digest()[:8]
-    if not hmac.compare_digest(raw[24:], expected):
-        return False
-    if max_age is None:
-        return True
-    age = now - int.from_bytes(raw[20:24], "big")
-    return -_MINT_SKEW <= age <= max_age
-
-
-_MINT_SKEW = 300  # seconds: workers' clocks may disagree a little
+    body = raw[: _STAMP + _NONCE]
+    expected = hmac.new(key, _MINT_CONTEXT + body, hashlib.sha256).digest()[:8]
+    if not hmac.compare_digest(raw[_STAMP + _NONCE :], expected):
+        return None
+    # The stamp wraps every 136 years: read the difference as the nearest signed one.
+    age = (int(now) - int.from_bytes(body[:_STAMP], "big")) % _WRAP
+    return float(age - _WRAP if age >= _WRAP // 2 else age)
 
 
 def is_valid_id(value: object) -> bool:

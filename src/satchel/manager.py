@@ -15,13 +15,18 @@ import math
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
-from .ids import is_legacy_id, is_minted_id, is_valid_id, legacy_id, mint_id, new_id
+from .ids import is_legacy_id, is_valid_id, legacy_id, mint_id, minted_age, new_id
 from .record import Changes, SessionMeta, SessionRecord
 from .session import EXPIRY_KEY, Session
 
 __all__ = ["Action", "CookieOp", "Decision", "SessionManager"]
 
 security_log = logging.getLogger("satchel.security")
+
+#: Seconds during which a minted id may name a new session (see ``SessionManager.adopts``).
+MINT_WINDOW = 30.0
+#: How far ahead of this process's clock another process's mint may be and still count.
+_MINT_SKEW = 5.0
 
 
 class Action(enum.Enum):
@@ -89,6 +94,8 @@ class SessionManager:
         persistent: the client keeps its id across browser restarts (cookie ``Max-Age``).
         mint_key: the key that authenticates ids handed out before anything is stored (the
             query-string transport redirects to a URL holding one).
+        mint_window: seconds after minting during which such an id may name a new session;
+            kept below half the shortest configured lifetime (see :meth:`adopts`).
         legacy_ids: honour, once, the old id (Beaker's, Session3's, Pesto's) of a session that
             ``satchel migrate`` copied: the session is found by :func:`~satchel.ids.legacy_id`
             and rotated to a fresh id on that request.  An old id that was not migrated finds
@@ -114,6 +121,7 @@ class SessionManager:
         strict: bool = True,
         persistent: bool = False,
         mint_key: bytes | None = None,
+        mint_window: float = MINT_WINDOW,
         legacy_ids: bool = False,
         issue_ids: bool = False,
         explicit_save: bool = False,
@@ -128,12 +136,16 @@ class SessionManager:
             )
         if not _is_number(touch_interval) or touch_interval < 0:
             raise ConfigurationError("touch_interval must be a number of seconds >= 0")
+        if not _is_number(mint_window) or mint_window <= 0:
+            raise ConfigurationError("mint_window must be a positive number of seconds")
         self.idle_timeout = idle_timeout
         self.absolute_timeout = absolute_timeout
         self.touch_interval = touch_interval
         self.strict = strict
         self.persistent = persistent
         self._mint_key = mint_key
+        shortest = min(t for t in (idle_timeout, absolute_timeout) if t is not None)
+        self.mint_window = min(float(mint_window), shortest / 2)
         self.legacy_ids = legacy_ids
         if issue_ids and mint_key is None:
             raise ConfigurationError("issue_ids needs a mint_key to recognise the ids it issued")
@@ -156,23 +168,28 @@ class SessionManager:
 
     def mint_id(self, now: float) -> str:
         """An id to hand out at ``now`` before its session is stored; strict mode adopts it
-        for as long as a session idle since ``now`` would live."""
+        for ``mint_window`` seconds."""
         if self._mint_key is None:
             raise ConfigurationError("this manager has no mint_key")
         return mint_id(self._mint_key, now)
 
     def adopts(self, sid: str, now: float) -> bool:
-        """Whether a well-formed id that the store does not hold may name a new session.
+        """Whether a well-formed id that the store does not hold may name a new session at ``now``.
 
-        Strict mode adopts only ids this application minted, and only while a session idle
-        since the minting would still be alive: they were never planted by a third party
-        unless that party got them from this application like any visitor, and an expired
-        session's id is not revived.
+        Strict mode adopts only an id this application minted, and only within
+        ``mint_window`` seconds of minting: long enough to follow the redirect that handed it
+        out, too short for a harvested id to be planted in a link for a victim much later.
+        After that only the store decides, and without I/O here: the window is shorter than
+        the shortest lifetime a session stored under the id can have, so the store still holds
+        it whenever it could be adopted, and once it has expired the window is long past.
         """
         if not self.strict:
             return True
-        max_age = self.idle_timeout if self.idle_timeout is not None else self.absolute_timeout
-        return self._mint_key is not None and is_minted_id(sid, self._mint_key, now, max_age)
+        key = self._mint_key
+        if key is None:
+            return False
+        age = minted_age(sid, key, now)
+        return age is not None and -_MINT_SKEW <= age <= self.mint_window
 
     def accept(self, record: SessionRecord | None, now: float,
                lifetime: float | None = None) -> SessionRecord | None:
