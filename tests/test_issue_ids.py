@@ -81,3 +81,15 @@ def test_an_issued_id_is_not_revived_after_a_session_would_have_expired() -> Non
     clock.advance(601)  # past the idle timeout since it was issued: a new id
     later = call(mw, "/id", cookie=f"satchel={sid}")
     assert later.body != sid.encode() and later.cookies["satchel"] == later.body.decode()
+
+
+def test_an_issued_id_not_yet_stored_is_honoured_for_half_the_shortest_lifetime() -> None:
+    now = [1_800_000_000.0]
+    mw = satchel.SessionMiddleware(app, store=satchel.MemoryStore(), issue_ids=True,
+                                   secret="s" * 32, idle_timeout=600, clock=lambda: now[0])
+    sid = call(mw, "/").cookies["satchel"]
+    now[0] += 299
+    assert call(mw, "/id", cookie=f"satchel={sid}").body == sid.encode()
+    now[0] += 2  # past half the idle timeout, and still nothing stored: a new id
+    later = call(mw, "/id", cookie=f"satchel={sid}")
+    assert later.body != sid.encode() and later.cookies["satchel"] == later.body.decode()

@@ -7,6 +7,7 @@ it for the engine and the transport.  The README's option table is this class's 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from .codec import Codec, JSONCodec, PickleCodec
 from .engine import FAIL_CLOSED, SessionEngine
 from .errors import ConfigurationError
 from .keys import Secret, SecretLike
-from .manager import SessionManager
+from .manager import MINT_WINDOW, SessionManager
 from .stores import Store, masked_url, open_store, takes_secret
 from .stores.base import is_client_side
 from .transport import (
@@ -158,6 +159,10 @@ class Settings:
             secret = self.secret
             mint_key = (Secret(secret).derive("satchel.mint")[0] if secret is not None
                         else os.urandom(32))
+        # A redirect's id is followed at once: it is adoptable for seconds.  An id issued to a
+        # visitor stands for Pesto's empty session, so it lasts as long as the manager allows
+        # (half the shortest lifetime: see SessionManager.adopts).
+        mint_window = math.inf if self.issue_ids else MINT_WINDOW
         manager = SessionManager(
             idle_timeout=self.idle_timeout,
             absolute_timeout=self.absolute_timeout,
@@ -165,6 +170,7 @@ class Settings:
             strict=self.strict,
             persistent=self.persistent,
             mint_key=mint_key,
+            mint_window=mint_window,
             legacy_ids=self.legacy_ids,
             issue_ids=self.issue_ids,
             explicit_save=self.explicit_save,

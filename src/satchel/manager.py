@@ -95,7 +95,8 @@ class SessionManager:
         mint_key: the key that authenticates ids handed out before anything is stored (the
             query-string transport redirects to a URL holding one).
         mint_window: seconds after minting during which such an id may name a new session;
-            kept below half the shortest configured lifetime (see :meth:`adopts`).
+            kept to half the shortest configured lifetime at most (``math.inf``: that much;
+            see :meth:`adopts`).
         legacy_ids: honour, once, the old id (Beaker's, Session3's, Pesto's) of a session that
             ``satchel migrate`` copied: the session is found by :func:`~satchel.ids.legacy_id`
             and rotated to a fresh id on that request.  An old id that was not migrated finds
@@ -136,7 +137,8 @@ class SessionManager:
             )
         if not _is_number(touch_interval) or touch_interval < 0:
             raise ConfigurationError("touch_interval must be a number of seconds >= 0")
-        if not _is_number(mint_window) or mint_window <= 0:
+        if (not isinstance(mint_window, (int, float)) or isinstance(mint_window, bool)
+                or not mint_window > 0):
             raise ConfigurationError("mint_window must be a positive number of seconds")
         self.idle_timeout = idle_timeout
         self.absolute_timeout = absolute_timeout
