@@ -156,10 +156,16 @@ def test_logout_revokes_the_session(demo: str) -> None:
 
 def test_wrong_method_and_unknown_path(demo: str) -> None:
     client = Client(demo)
-    response = client.get("/logout")
-    assert response.status == 405 and response.header("Allow") == "POST"
-    assert response.header("Set-Cookie") is None  # the session was never touched
-    assert client.get("/nowhere").status == 404
+    response = client.request("DELETE", "/secure-area")
+    assert response.status == 405 and response.header("Allow") == "GET"
+    assert "<h1>Method not allowed</h1>" in response.text
+    assert response.header("Set-Cookie") is None  # no session is made for it
+    missing = client.get("/nowhere")
+    assert missing.status == 404 and "<h1>Page not found</h1>" in missing.text
+    assert missing.header("Set-Cookie") is None
+    logout = client.get("/logout")  # a page, which starts no session for a visitor
+    assert logout.status == 200 and "nothing to log out of" in logout.text
+    assert logout.header("Set-Cookie") is None
 
 
 # -- the demo as a process -----------------------------------------------------------------------

@@ -82,14 +82,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import make_app, serve
+    from .demo import bind, make_app, serve
 
     if not 0 <= args.port <= 65535:
         raise ConfigurationError(f"--port {args.port} is not a TCP port number")
-    url = args.store or default_demo_store_url()
-    app = make_app(url)
+    server = bind(args.host, args.port)  # first: a busy port leaves nothing behind
+    try:
+        url = args.store or default_demo_store_url()
+        app = make_app(url)
+    except BaseException:
+        server.server_close()
+        raise
     print(f"satchel demo: sessions kept in {masked_url(url)}", flush=True)
-    serve(app, args.host, args.port)
+    serve(app, out=sys.stdout, server=server)
     return EXIT_OK
 
 

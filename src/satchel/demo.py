@@ -1,13 +1,16 @@
 """The demo application: every session feature on one small site, standard library only.
 
-A visit counter, a login that rotates the session id, a secure area, flash messages, CSRF
-tokens on every form, and a logout that revokes the session.  ``make_app`` builds it (tests
-import it); ``serve`` runs it on wsgiref's server with one daemon thread per request and shuts
-down cleanly on Ctrl-C or SIGTERM.
+A visit counter, a login that rotates the session id (the pages show a fingerprint of the id
+before and after, and which store keeps it), "remember me" (a persistent cookie for that
+session alone), a secure area, flash messages, CSRF tokens on every form, and a logout that
+revokes the session.  ``make_app`` builds it (tests import it); ``bind`` takes the port first,
+so a busy port is reported before anything is created; ``serve`` runs it on wsgiref's server
+with one daemon thread per request and shuts down cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import signal
 import sys
@@ -25,11 +28,14 @@ from .session import Session
 from .stores import Store
 from .wsgi import SessionMiddleware
 
-__all__ = ["DEMO_PASSWORD", "ThreadingWSGIServer", "make_app", "make_demo_server", "serve"]
+__all__ = ["DEMO_PASSWORD", "REMEMBER_SECONDS", "ThreadingWSGIServer", "bind", "make_app",
+           "make_demo_server", "serve"]
 
 DEMO_PASSWORD = "satchel"  # noqa: S105 - printed on the login page on purpose
 MAX_FORM_BYTES = 16 * 1024
 MAX_USERNAME = 64
+REMEMBER_SECONDS = 7 * 24 * 3600  # "remember me": a week, which is also the demo's longest life
+_STORE_KEY = "satchel.demo.store"  # the environ entry naming the store, for the pages
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -56,6 +62,7 @@ h1{margin-top:0;font-size:1.5rem}
 .flash.error{background:#fbe4e1;border-color:#e0a39b}
 .count{font-size:3rem;font-weight:700;color:#8a5a2b;margin:0;line-height:1.2}
 label{display:block;margin:.8rem 0 .2rem;font-weight:600}
+label.check{font-weight:400}
 input[type=text],input[type=password]{width:100%;padding:.5rem .6rem;border:1px solid #c8c2b8;
  border-radius:6px;font:inherit}
 button{margin-top:1rem;padding:.5rem 1.1rem;border:0;border-radius:6px;background:#8a5a2b;
@@ -86,12 +93,21 @@ def make_app(store: Store | str | None = None, **options: Any) -> SessionMiddlew
     Args:
         store: a store or store URL (None: satchel's embedded SQLite default).
         **options: further middleware options; the demo purges expired sessions every
-            5 minutes unless told otherwise.
+            5 minutes, and lets a remembered session live a week, unless told otherwise.
 
     Call ``close()`` on the result when done: it stops the purge thread and closes the store.
     """
     options.setdefault("auto_purge_every", 300)
-    return SessionMiddleware(demo_app, store=store, **options)
+    options.setdefault("absolute_timeout", REMEMBER_SECONDS)
+    shown = ["the store given"]
+
+    def site(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        environ[_STORE_KEY] = shown[0]
+        return demo_app(environ, start_response)
+
+    middleware = SessionMiddleware(site, store=store, **options)
+    shown[0] = repr(middleware.store).strip("<>")  # stores' reprs never show a password
+    return middleware
 
 
 def demo_app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -101,11 +117,18 @@ def demo_app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]
     method = environ.get("REQUEST_METHOD", "GET")
     route = _ROUTES.get(path)
     if route is None:
-        status, headers, body = _page(environ, session, "Not found", "404 Not Found",
-                                      "<p>There is no such page.</p>")
+        status, headers, body = _page(environ, session, "Page not found", "404 Not Found", f"""
+<h1>Page not found</h1>
+<p>There is no page at <code>{escape(path)}</code>.</p>
+<p><a href="{_url(environ, '/')}">Go to the home page</a></p>""")
     elif method not in route:
         allowed = ", ".join(sorted(route))
-        status, headers, body = "405 Method Not Allowed", [("Allow", allowed)], b""
+        status, headers, body = _page(environ, session, "Method not allowed",
+                                      "405 Method Not Allowed", f"""
+<h1>Method not allowed</h1>
+<p><code>{escape(path)}</code> answers {escape(allowed)}, not {escape(method)}.</p>
+<p><a href="{_url(environ, '/')}">Go to the home page</a></p>""")
+        headers = [*headers, ("Allow", allowed)]
     else:
         status, headers, body = route[method](environ, session)
     headers = [*headers, ("Content-Length", str(len(body))), *_SECURITY_HEADERS]
@@ -120,13 +143,15 @@ def _home(environ: Environ, session: Session) -> Response:
     visits = int(session.get("visits", 0)) + 1
     session["visits"] = visits
     user = session.get("username")
-    who = (f"You are logged in as <strong>{escape(user)}</strong>."
-           if user else "You are not logged in.")
+    secure = f'<a href="{_url(environ, "/secure-area")}">secure area</a>'
+    who = (f"You are logged in as <strong>{escape(user)}</strong>: the {secure} is open to you."
+           if user else f"You are not logged in. The {secure} needs a login.")
     content = f"""<h1>Welcome to the satchel demo</h1>
 <p>Your visits to this page:</p>
 <p class="count" id="visits">{visits}</p>
-<p>Reload to count again: the number lives in your session, on the server.</p>
-<p>{who} The <a href="{_url(environ, '/secure-area')}">secure area</a> needs a login.</p>"""
+<p>Reload to count again: the number lives in your session, in the store below.</p>
+<p id="who">{who}</p>
+{_session_facts(environ, session)}"""
     return _page(environ, session, "Home", "200 OK", content)
 
 
@@ -140,10 +165,15 @@ def _login_form(environ: Environ, session: Session) -> Response:
 <input type="text" id="username" name="username" maxlength="{MAX_USERNAME}" required autofocus>
 <label for="password">Password</label>
 <input type="password" id="password" name="password" required>
+<label class="check"><input type="checkbox" id="remember" name="remember" value="1">
+Remember me on this browser for {REMEMBER_SECONDS // 86400} days</label>
 <button type="submit">Log in</button>
 </form>
 <p class="hint">Any username will do; the password is <code>{escape(DEMO_PASSWORD)}</code>.
-Logging in gives your session a new id, so an id planted before cannot be used.</p>"""
+Logging in gives your session a new id, so an id planted before cannot be used: compare the
+fingerprint below with the one the secure area shows.  Without "remember me" the session's
+cookie ends when the browser closes.</p>
+{_session_facts(environ, session)}"""
     return _page(environ, session, "Log in", "200 OK", content)
 
 
@@ -156,10 +186,14 @@ def _login(environ: Environ, session: Session) -> Response:
         session.flash(f"Wrong username or password: the password is {DEMO_PASSWORD!r}.",
                       "error")
         return _redirect(environ, "/login")
+    before = _fingerprint(session)
     session.rotate()
     session.user = username
     session["username"] = username
     session["logged_in_at"] = time.time()
+    session["fingerprint_before_login"] = before
+    # A persistent cookie for this session alone; the others keep the browser-session cookie.
+    session.set_expiry(REMEMBER_SECONDS if form.get("remember") else None)
     session.flash(f"Welcome, {username}: you are logged in.")
     return _redirect(environ, "/secure-area")
 
@@ -175,10 +209,15 @@ def _secure_area(environ: Environ, session: Session) -> Response:
 <dl>
 <dt>Logged in since</dt><dd>{escape(since)}</dd>
 <dt>Home page visits</dt><dd>{int(session.get("visits", 0))}</dd>
-<dt>Session fingerprint</dt><dd><code>{_fingerprint(session)}</code></dd>
+<dt>Fingerprint before login</dt>
+<dd><code id="fingerprint-before">{escape(str(session.get("fingerprint_before_login", "-")))}
+</code></dd>
+<dt>Fingerprint now</dt><dd><code id="fingerprint">{_fingerprint(session)}</code></dd>
+<dt>Remembered</dt><dd id="remembered">{_remembered(session)}</dd>
+<dt>Store</dt><dd><code id="store">{escape(environ.get(_STORE_KEY, "?"))}</code></dd>
 </dl>
-<p class="hint">The fingerprint is a hash of the session id, which itself never appears in a page:
-the cookie is HttpOnly.  It changed when you logged in.</p>"""
+<p class="hint">A fingerprint is a hash of the session id, which itself never appears in a page:
+the cookie is HttpOnly.  The two differ because logging in gave the session a new id.</p>"""
     return _page(environ, session, "Secure area", "200 OK", content)
 
 
@@ -191,11 +230,28 @@ def _logout(environ: Environ, session: Session) -> Response:
     return _redirect(environ, "/")
 
 
+def _logout_page(environ: Environ, session: Session) -> Response:
+    username = session.get("username")
+    if not username:
+        content = f"""<h1>Log out</h1>
+<p>You are not logged in, so there is nothing to log out of.</p>
+<p><a href="{_url(environ, '/')}">Go to the home page</a> or
+<a href="{_url(environ, '/login')}">log in</a>.</p>"""
+    else:
+        content = f"""<h1>Log out</h1>
+<form method="post" action="{_url(environ, '/logout')}">
+{_csrf_field(session)}
+<p>Log out <strong>{escape(username)}</strong>? The session is deleted from the store.</p>
+<button type="submit" id="confirm-logout">Log out</button>
+</form>"""
+    return _page(environ, session, "Log out", "200 OK", content)
+
+
 _ROUTES: dict[str, dict[str, Callable[[Environ, Session], Response]]] = {
     "/": {"GET": _home},
     "/login": {"GET": _login_form, "POST": _login},
     "/secure-area": {"GET": _secure_area},
-    "/logout": {"POST": _logout},
+    "/logout": {"GET": _logout_page, "POST": _logout},
 }
 
 
@@ -223,6 +279,20 @@ def _csrf_failure(environ: Environ, session: Session) -> Response:
 
 def _fingerprint(session: Session) -> str:
     return hashlib.sha256(session.id.encode()).hexdigest()[:12]
+
+
+def _session_facts(environ: Environ, session: Session) -> str:
+    return f"""<dl>
+<dt>Session fingerprint</dt><dd><code id="fingerprint">{_fingerprint(session)}</code></dd>
+<dt>Store</dt><dd><code id="store">{escape(environ.get(_STORE_KEY, "?"))}</code></dd>
+</dl>"""
+
+
+def _remembered(session: Session) -> str:
+    if not session.expiry:
+        return "no: the cookie ends when the browser closes"
+    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.expires_at))
+    return f"yes: a persistent cookie, until {until} unless you log out"
 
 
 def _read_form(environ: Environ) -> dict[str, str]:
@@ -267,7 +337,7 @@ def _page(environ: Environ, session: Session, title: str, status: str,
 <main>{flashes}<div class="card">
 {content}
 </div></main>
-<footer>Sessions by satchel · standard library only</footer>
+<footer>Sessions by satchel · kept in {escape(environ.get(_STORE_KEY, "?"))}</footer>
 </body>
 </html>
 """
@@ -311,19 +381,47 @@ class _SilentHandler(_QuietHandler):
         return None
 
 
+def bind(host: str = "127.0.0.1", port: int = 8080) -> ThreadingWSGIServer:
+    """The demo's server, bound before there is an application (or a data directory) to serve.
+
+    Raises:
+        OSError: the address cannot be bound; its message names the address, and says what
+            to do when the port is in use.
+    """
+    try:
+        return make_demo_server(_unset, host, port)
+    except OSError as exc:
+        where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            message = (f"port {port} is in use on {host} (another demo, or another program): "
+                       "choose a free one with --port")
+        else:
+            message = f"cannot serve the demo on {where}: {exc.strerror or exc}"
+        raise OSError(exc.errno, message) from exc
+
+
+def _unset(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    raise RuntimeError("the demo server was bound but given no application")
+
+
 def serve(app: SessionMiddleware, host: str = "127.0.0.1", port: int = 8080, *,
-          out: TextIO | None = None) -> None:
+          out: TextIO | None = None, server: ThreadingWSGIServer | None = None) -> None:
     """Serve ``app`` until Ctrl-C or SIGTERM, then stop the server and close the middleware.
+
+    ``server``: one :func:`bind` made (``host`` and ``port`` are then its own).
 
     Raises:
         OSError: when the address cannot be bound.
     """
     out = out or sys.stdout
     try:
-        server = make_demo_server(app, host, port)
+        if server is None:
+            server = bind(host, port)
+        server.set_app(app)
     except BaseException:
         app.close()
         raise
+    host = str(server.server_address[0])
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
