@@ -118,3 +118,22 @@ def test_frozen_server_times_out_then_recovers(server: RedisServer, store: Redis
     finally:
         server.thaw()
     assert request(mw, "/write", cookie)[2] == b"2"  # the session survived the freeze
+
+
+def test_by_default_a_frozen_server_fails_a_request_within_a_second(server: RedisServer) -> None:
+    with fresh_store(server) as store:  # the default timeouts
+        mw = satchel.SessionMiddleware(app, store=store)
+        cookie = login(mw)
+        server.freeze()
+        try:
+            for path in ("/read", "/write"):
+                started = time.monotonic()
+                status, _, _ = request(mw, path, cookie)
+                elapsed = time.monotonic() - started
+                assert status == "503 Service Unavailable"
+                assert 0.9 <= elapsed < 1.4, (path, elapsed)
+        finally:
+            server.thaw()
+        started = time.monotonic()
+        assert request(mw, "/write", cookie)[2] == b"2"  # recovered at once
+        assert time.monotonic() - started < 0.5

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from hashlib import sha1
 from typing import Any, cast
@@ -21,6 +22,7 @@ from redis.cluster import RedisCluster
 from redis.connection import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["SAVE", "TOUCH", "UPDATE", "Client", "Connections", "Script"]
 
@@ -164,11 +166,15 @@ class Connections:
     (which map socket failures to ``ConnectionError``/``TimeoutError`` and drop the socket),
     keeping what the layers guaranteed:
 
-    * Connections come from the client's pool (connected, authenticated, with its timeouts and
-      TLS) and stay on this list of idle ones instead of going back after each command.
-      ``list.pop``/``append`` are atomic, so threads share the list without a lock and each
-      connection serves one thread at a time.  The list holds at most as many as ever ran at
-      once, which the pool's ``max_connections`` bounds; a thread that ends leaks nothing.
+    * Connections come from a pool of their own (connected, authenticated, with the client's
+      timeouts and TLS) and stay on this list of idle ones instead of going back after each
+      command.  ``list.pop``/``append`` are atomic, so threads share the list without a lock
+      and each connection serves one thread at a time.  At most ``limit`` are made; when all
+      are busy a caller waits up to ``timeout`` for one to come back (so a threaded server
+      with more threads than connections queues instead of failing), then gets a timeout.  A
+      waiter counts itself (``_waiting``) before it looks at the list, and whoever gives a
+      connection back looks at the count after the append: either the waiter finds the
+      connection, or it is counted and notified.  A thread that ends leaks nothing.
     * A reply is always read to its end, or the socket is dropped (``disconnect``): a
       connection never goes back on the list with a reply pending.
     * A ``ConnectionError`` (typically a socket that died with a restarted server) is retried
@@ -179,13 +185,19 @@ class Connections:
       connections from the pool, which resets itself in the child.
     """
 
-    __slots__ = ("_idle", "_lock", "_pid", "_pool")
+    __slots__ = ("_cond", "_idle", "_limit", "_lock", "_made", "_pid", "_pool", "_timeout",
+                 "_waiting")
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, limit: int, timeout: float) -> None:
         self._pool = pool
+        self._limit = limit
+        self._timeout = timeout
         self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
         self._pid = os.getpid()
         self._idle: list[Any] = []
+        self._made = 0
+        self._waiting = 0
 
     def call(self, *args: str | int | float) -> Any:
         """Send one command and return its raw reply (RESP2: HGETALL answers a flat list)."""
@@ -198,7 +210,7 @@ class Connections:
         try:
             conn = idle.pop()
         except IndexError:
-            conn = self._pool.get_connection(*_CHECKOUT_ARGS)
+            conn = self._take()
         try:
             try:
                 conn.send_packed_command(packed or conn.pack_command(*args))
@@ -214,6 +226,40 @@ class Connections:
             raise
         finally:
             idle.append(conn)
+            if self._waiting:
+                with self._cond:
+                    self._cond.notify()
+
+    def _take(self) -> Any:
+        """An idle connection, a new one while fewer than ``limit`` exist, or one given back
+        within ``timeout``."""
+        with self._cond:
+            self._waiting += 1
+            try:
+                deadline = time.monotonic() + self._timeout
+                while True:
+                    try:
+                        return self._idle.pop()
+                    except IndexError:
+                        pass
+                    if self._made < self._limit:
+                        self._made += 1
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise RedisTimeoutError(
+                            f"no free connection within {self._timeout:g} s "
+                            f"(max_connections={self._limit})")
+                    self._cond.wait(remaining)
+            finally:
+                self._waiting -= 1
+        try:
+            return self._pool.get_connection(*_CHECKOUT_ARGS)
+        except BaseException:
+            with self._cond:
+                self._made -= 1
+                self._cond.notify()
+            raise
 
     def hgetall(self, key: str) -> dict[str, str]:
         """``HGETALL`` as a dict, whichever protocol the connections speak."""
@@ -234,6 +280,8 @@ class Connections:
         with self._lock:
             if self._pid != os.getpid():
                 self._idle = []  # the parent's sockets: never written to by this process
+                self._made = self._waiting = 0
+                self._cond = threading.Condition(threading.Lock())
                 self._pid = os.getpid()
 
     def close(self) -> None:

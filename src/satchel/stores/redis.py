@@ -63,6 +63,15 @@ def _unavailable(exc: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"redis store unavailable ({type(exc).__name__}: {exc})")
 
 
+def _blocking(client: redis.Redis, size: int, timeout: float) -> redis.BlockingConnectionPool:
+    """A pool of at most ``size`` connections like ``client``'s (its address, credentials,
+    timeouts and TLS), where a caller waits up to ``timeout`` for a free one."""
+    pool = client.connection_pool
+    return redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+        max_connections=size, timeout=timeout,
+        connection_class=pool.connection_class, **pool.connection_kwargs)
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -76,9 +85,13 @@ class RedisStore(BaseStore):
         client: an existing ``redis.Redis`` or ``RedisCluster`` to use as is (not closed here);
             it must decode responses (``decode_responses=True``), and its timeouts are its own.
         prefix: prepended to every key; may not contain braces (they are the hash tags).
-        max_connections: the size of the connection pool (per node in a cluster).
+        max_connections: the size of the connection pool (per node in a cluster; on a single
+            server, of each of the two pools: the hot commands' and the others').  When every
+            connection is busy a caller waits for one, up to ``timeout``.
         connect_timeout, timeout: seconds to connect and to wait for a reply; an outage or a
-            frozen server surfaces as ``StoreUnavailable``/``StoreTimeout`` within them.
+            frozen server surfaces as ``StoreUnavailable``/``StoreTimeout`` within them.  A
+            session command takes a millisecond or less: a second is ample, and a server that
+            stops answering costs a touched request about one second.
         **client_options: passed to redis-py (``username``, ``password``, ``ssl``, ``ssl_*``).
     """
 
@@ -96,8 +109,8 @@ class RedisStore(BaseStore):
         client: Client | None = None,
         prefix: str = "satchel:",
         max_connections: int = 50,
-        connect_timeout: float = 2.0,
-        timeout: float = 2.0,
+        connect_timeout: float = 1.0,
+        timeout: float = 1.0,
         **client_options: Any,
     ) -> None:
         if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
@@ -133,9 +146,14 @@ class RedisStore(BaseStore):
         # own per-command options (retries, single connection), so it takes the usual path.
         self._direct: Connections | None = None
         if client is None and not cluster:
-            # redis-py's pool connects lazily and replaces its connections after a fork.
-            self._client = redis.Redis(host=host, port=port, db=db, **options)
-            self._direct = Connections(self._client.connection_pool)
+            # redis-py's pools connect lazily and replace their connections after a fork.  A
+            # full pool makes a caller wait (up to ``timeout``) rather than fail: a threaded
+            # server may run more requests at once than there are connections.  The fast
+            # lane keeps its connections, so it has a pool of its own.
+            plain = redis.Redis(host=host, port=port, db=db, **options)
+            self._client = redis.Redis(connection_pool=_blocking(plain, max_connections, timeout))
+            self._direct = Connections(_blocking(plain, max_connections, timeout),
+                                       max_connections, timeout)
 
     # -- the client ---------------------------------------------------------------------------
 
