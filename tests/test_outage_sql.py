@@ -8,6 +8,7 @@ resume without being recreated.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -148,3 +149,53 @@ def test_restart_between_requests_is_invisible(running: DatabaseServer) -> None:
         assert response.status.startswith("200") and elapsed < BOUND
         record = store.load(sid)
         assert record is not None and set(record.data) == {"n", "w"}
+
+
+# A server that accepts connections but never answers: only client-side bounds help.  A
+# pooled connection waits out ``timeout`` (1 s here); a new connection ``connect_timeout``
+# (2 s: libpq's least).
+SILENT_OPTIONS = {"connect_timeout": 2.0, "timeout": 1.0, "max_size": 3}
+SILENT_BOUND = 2.7
+
+
+def test_a_frozen_server_fails_each_touched_request_within_its_timeouts(
+        running: DatabaseServer) -> None:
+    store = satchel.open_store(running.url, **SILENT_OPTIONS)
+    mw = satchel.SessionMiddleware(app_routed, store=store, touch_interval=3600)
+    try:
+        sid = cookie_of(request(mw, path="/write"))
+        assert sid
+        running.freeze()
+        try:
+            response, elapsed = timed(lambda: request(mw, sid, "/read"))  # a pooled connection
+            assert response.status.startswith("503") and 0.9 <= elapsed < 1.6, elapsed
+            for path in ("/write", "/assign", "/read"):
+                response, elapsed = timed(partial(request, mw, sid, path))
+                assert response.status.startswith("503") and elapsed < SILENT_BOUND, (
+                    path, elapsed)
+        finally:
+            running.thaw()
+        response, elapsed = timed(lambda: request(mw, sid, "/write"))
+        assert response.status.startswith("200") and response.body == b"2", response
+        assert elapsed < BOUND
+    finally:
+        mw.close()
+        store.close()
+
+
+def test_a_listener_that_never_answers_fails_a_request_within_its_timeouts(
+        running: DatabaseServer) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)  # the kernel accepts connections; nobody ever reads or answers
+        port = listener.getsockname()[1]
+        url = running.url.replace(f":{running.port}/", f":{port}/")
+        store = satchel.open_store(url, **SILENT_OPTIONS)
+        try:
+            for _ in range(2):
+                began = time.monotonic()
+                with pytest.raises(StoreUnavailable):
+                    store.load(new_id())
+                assert time.monotonic() - began < SILENT_BOUND
+        finally:
+            store.close()

@@ -150,15 +150,20 @@ class ServerProcess:
         """
         if self.proc is None:
             raise RuntimeError(f"{self.name} is not running")
-        pid = self.proc.pid
-        os.kill(pid, signal.SIGSTOP)
-        wait_until(lambda: _all_threads_stopped(pid), 5, f"{self.name} stopping",
-                   interval=0.005)
+        # Every process of the server: PostgreSQL serves each connection from a child.
+        self._frozen = [self.proc.pid, *_descendants(self.proc.pid)]
+        for pid in self._frozen:
+            os.kill(pid, signal.SIGSTOP)
+        for pid in self._frozen:
+            wait_until(lambda pid=pid: _all_threads_stopped(pid), 5,  # type: ignore[misc]
+                       f"{self.name} stopping", interval=0.005)
 
     def thaw(self) -> None:
         """Let a frozen server run again."""
-        if self.proc is not None:
-            os.kill(self.proc.pid, signal.SIGCONT)
+        for pid in getattr(self, "_frozen", ()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._frozen = []
 
     def cleanup(self) -> None:
         self.stop()
@@ -215,6 +220,23 @@ class DatabaseServer(ServerProcess):
             log.seek(offset)
             text = log.read().decode(errors="replace")
         return [line for line in text.splitlines() if self.statement.search(line)]
+
+
+def _descendants(pid: int) -> list[int]:
+    """The pids of every process below ``pid``, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/stat") as stat:
+                    ppid = int(stat.read().rpartition(")")[2].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _all_threads_stopped(pid: int) -> bool:

@@ -52,6 +52,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..errors import ConfigurationError, SatchelError, StoreTimeout, StoreUnavailable
 from ..record import Changes, SessionMeta, SessionRecord
 from ._faults import misconfigured, unavailable
+from ._watchdog import Watchdog
 from .base import BaseStore, now_or
 from .pool import PerProcess
 
@@ -73,8 +74,10 @@ class PostgresStore(BaseStore):
         table: the table's name (letters, digits, underscores).
         min_size, max_size: the pool's bounds, per process.
         connect_timeout: seconds to wait for a connection (libpq rounds up, minimum 2).
-        timeout: seconds a statement may run (the server's ``statement_timeout``; also the
-            TCP user timeout, so an unreachable server is noticed).
+        timeout: seconds an operation may wait for the server: its ``statement_timeout``,
+            the TCP user timeout (an unreachable server is noticed), and a client-side
+            deadline at which the connection is shut (a server or pooler that accepts but
+            never answers; see :mod:`satchel.stores._watchdog`).
         pool_timeout: seconds to wait for a free connection; default ``connect_timeout``.
         prepare_threshold: executions after which psycopg prepares a statement server-side
             (None: never).
@@ -229,12 +232,17 @@ class PostgresStore(BaseStore):
                 # error, not also a pool retrying them in the background.
                 pool = self._pool.get()
                 with pool.connection(timeout=self.pool_timeout) as conn:
+                    # The server bounds a statement it runs (statement_timeout); a server that
+                    # never answers is bounded here, by shutting the socket at the deadline.
+                    watch = _WATCHDOG.arm(conn.fileno(), self.timeout)
                     try:
                         if not self._ready:
                             conn.execute(self._sql["setup"], prepare=False)
                             self._ready = True
                         result = operation(conn)
                     except psycopg.OperationalError as exc:
+                        if _WATCHDOG.disarm(watch):
+                            raise _Silent from exc
                         if conn.closed and not isinstance(exc, psycopg.errors.QueryCanceled):
                             # A connection the server dropped (a restart, or an outage): try
                             # another one.
@@ -242,11 +250,17 @@ class PostgresStore(BaseStore):
                             self._suspect = True
                             raise _Retry from exc
                         raise
+                    finally:
+                        _WATCHDOG.disarm(watch)
                 if self._suspect:
                     self._suspect = False
                 return result
             except _Retry:
                 continue
+            except _Silent as exc:
+                raise StoreTimeout(
+                    f"PostgreSQL at {self._where}: no answer within {self.timeout:g} s"
+                ) from exc.__cause__
             except PoolTimeout as exc:
                 self._suspect = True
                 raise StoreTimeout(
@@ -262,7 +276,6 @@ class PostgresStore(BaseStore):
         raise StoreUnavailable(
             f"PostgreSQL at {self._where}: every connection failed"
         ) from dropped
-
 
     def _fault(self, exc: psycopg.Error) -> SatchelError:
         """A setting the server or libpq refuses (``StoreMisconfigured``), or an outage;
@@ -289,6 +302,14 @@ _REFUSED = re.compile(
 
 class _Retry(Exception):
     """Internal: the server dropped the connection; run the (idempotent) operation again."""
+
+
+class _Silent(Exception):
+    """Internal: the server did not answer in time; the watchdog shut the connection."""
+
+
+#: bounds every operation's wait for the server, in every store of this process
+_WATCHDOG = Watchdog()
 
 
 def _statements(table: str) -> dict[str, str]:
