@@ -8,6 +8,7 @@ skip read from its flags, never a silent pass.
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import threading
@@ -65,6 +66,18 @@ def _routes(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 def _request(mw: Any, path: str, sid: str | None = None, query: str = "") -> Response:
     return call(mw, path, cookie=None if sid is None else f"satchel={sid}", query=query)
+
+
+def check_reads_as_absent(store: Any, sid: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The session under ``sid``, whose stored metadata was garbled, reads as absent: no error,
+    a warning on ``satchel.security`` that names no id, and a request gets a fresh session."""
+    with caplog.at_level(logging.WARNING, logger="satchel.security"):
+        assert store.load(sid) is None
+        response = _request(satchel.SessionMiddleware(_routes, store=store), "/write", sid)
+    assert response.code == 200, response.body
+    assert response.cookies.get("satchel") not in (None, sid)
+    assert any(r.name == "satchel.security" for r in caplog.records)
+    assert sid not in caplog.text
 
 
 class StoreContract:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import select
@@ -22,9 +23,10 @@ import pytest
 import satchel
 from satchel import Changes, FileStore, SessionMeta
 from satchel.ids import new_id
+from satchel.stores import _filelog
 from satchel.stores.file import _COMPACT_BYTES as COMPACT_BYTES
 
-from .contract import StoreContract, meta, put
+from .contract import StoreContract, check_reads_as_absent, meta, put
 
 
 class TestFileStore(StoreContract):
@@ -142,7 +144,7 @@ def test_garbage_file_reads_as_absent_and_is_logged(
         assert store.load(sid) is None
         assert store.exists(sid) is False
         assert store.save(sid, Changes(set={"k": "2"}, create=False), meta()) is False
-    assert caplog.records and all(r.name == "satchel" for r in caplog.records)
+    assert caplog.records and all(r.name == "satchel.security" for r in caplog.records)
     assert "unreadable session file" in caplog.text
     assert sid not in caplog.text and "SECRET" not in caplog.text
     # A save that may create replaces the garbage with a good file.
@@ -540,3 +542,17 @@ def test_a_full_disk_is_a_store_outage_naming_no_session(tmp_path: Path) -> None
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_a_time_that_is_not_a_number_reads_as_absent(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, which: int) -> None:
+    store = FileStore(tmp_path)
+    sid = new_id()
+    now = time.time()
+    times = [now, now, now + 3600]
+    times[which] = math.nan  # compares false with every moment: it would never expire
+    put(store, sid, {"a": '"1"'})
+    payload = _filelog.head(*times, None) + _filelog.encode_data({"a": '"1"'})
+    Path(store._paths(sid)[1]).write_bytes(_filelog.MAGIC + _filelog.frame(payload))
+    check_reads_as_absent(store, sid, caplog)

@@ -29,7 +29,7 @@ from satchel.ids import new_id
 from satchel.stores._memcache_item import encode_base, encode_delta, parse_item
 from satchel.stores.memcached import MemcachedStore, parse_servers
 
-from .contract import HOUR, StoreContract, meta, put
+from .contract import HOUR, StoreContract, check_reads_as_absent, meta, put
 from .servers import LOOPBACK, wait_until
 from .servers.memcached import MemcachedServer
 from .servers.relay import Relay
@@ -815,3 +815,19 @@ def test_a_frame_written_after_the_end_is_ignored() -> None:
     assert parsed is not None
     assert parsed.record.data == {"a": "1", "b": "2"}
     assert parsed.record.expires == now + 90  # dead at the late frame's time
+
+
+@pytest.mark.parametrize(("created", "accessed", "expires"), [
+    (math.nan, 0.0, 0.0), (0.0, math.nan, 0.0), (0.0, 0.0, math.nan)])
+def test_unreadable_times_read_as_absent(store: MemcachedStore, server: MemcachedServer,
+                                         caplog: pytest.LogCaptureFixture, created: float,
+                                         accessed: float, expires: float) -> None:
+    sid = new_id()
+    now = time.time()
+    item = encode_base({"a": '"1"'}, created or now, accessed or now, expires or now + HOUR, None)
+    client = raw_client(server)
+    try:
+        client.set(store._key(sid), item, expire=60, noreply=False)
+    finally:
+        client.close()
+    check_reads_as_absent(store, sid, caplog)

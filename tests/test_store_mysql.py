@@ -22,7 +22,7 @@ from satchel.ids import new_id
 from satchel.stores.mysql import MySQLStore
 from satchel.stores.pool import ConnectionPool, PoolExhausted
 
-from .contract import HOUR, meta, put
+from .contract import HOUR, check_reads_as_absent, meta, put
 from .servers.mysql import DATABASE, PASSWORD, USER, MariaDBServer
 from .sql_util import (
     URL_OPTIONS,
@@ -254,3 +254,13 @@ def test_update_that_changes_nothing_still_matches(store: MySQLStore) -> None:
     put(store, sid, {"a": "1"}, now=now)
     assert store.update(sid, Changes(set={"a": "1"}, create=False), now, now + HOUR, None)
     assert store.update(sid, Changes(set={"a": "1"}, create=False), now, now + HOUR, HOUR)
+
+
+@pytest.mark.parametrize("assignment", ["data = '[]'", "data = '\"text\"'"])
+def test_unreadable_data_reads_as_absent(store: MySQLStore, admin: Any,
+                                         caplog: pytest.LogCaptureFixture,
+                                         assignment: str) -> None:
+    sid = new_id()
+    put(store, sid, {"a": '"1"'})
+    sql(admin, f"UPDATE {TABLE} SET {assignment} WHERE id = %s", (sid,))
+    check_reads_as_absent(store, sid, caplog)

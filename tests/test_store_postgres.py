@@ -22,7 +22,7 @@ from satchel import Changes
 from satchel.ids import new_id
 from satchel.stores.postgres import PostgresStore
 
-from .contract import HOUR, meta, put
+from .contract import HOUR, check_reads_as_absent, meta, put
 from .servers.postgres import PostgresServer
 from .sql_util import (
     UPDATES,
@@ -259,3 +259,15 @@ def test_repr_hides_password() -> None:
 def test_bad_urls(url: str) -> None:
     with pytest.raises(ValueError):
         satchel.open_store(url)
+
+
+@pytest.mark.parametrize("assignment", ["data = '[]'", "data = '\"text\"'", "expires = 'NaN'",
+                                        "created = 'NaN'"])
+def test_unreadable_metadata_reads_as_absent(store: PostgresStore,
+                                             admin: psycopg.Connection[Any],
+                                             caplog: pytest.LogCaptureFixture,
+                                             assignment: str) -> None:
+    sid = new_id()
+    put(store, sid, {"a": '"1"'})
+    admin.execute(f"UPDATE {TABLE} SET {assignment} WHERE id = %s", (sid,))
+    check_reads_as_absent(store, sid, caplog)

@@ -5,6 +5,7 @@ and outages."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -22,7 +23,7 @@ from satchel.ids import new_id
 from satchel.stores.redis import RedisStore
 
 from . import server_fixtures
-from .contract import HOUR, StoreContract, meta, put
+from .contract import HOUR, StoreContract, check_reads_as_absent, meta, put
 from .server_fixtures import fresh_store
 from .servers import LOOPBACK, free_port
 from .servers.redis import (
@@ -590,3 +591,33 @@ def test_two_hundred_threads_on_one_session_keep_every_key(store: RedisStore) ->
     assert record is not None
     kept = len(set(record.data) - {"seed"})
     assert (codes.count(200), kept) == (threads, threads)
+
+
+@pytest.mark.parametrize(("field", "value"), [("m:expires", "x"), ("m:created", None),
+                                          ("m:accessed", "nan")])
+def test_unreadable_metadata_reads_as_absent(store: RedisStore, caplog: pytest.LogCaptureFixture,
+                                             field: str, value: str | None) -> None:
+    sid = new_id()
+    put(store, sid, {"a": '"1"'})
+    key = store.session_key(sid)
+    if value is None:
+        store.client().hdel(key, field)
+    else:
+        store.client().hset(key, field, value)
+    check_reads_as_absent(store, sid, caplog)
+
+
+@pytest.mark.parametrize("fast_lane", [True, False])
+def test_bytes_that_are_not_text_drop_their_field_alone(
+        server: RedisServer, caplog: pytest.LogCaptureFixture, fast_lane: bool) -> None:
+    options = {} if fast_lane else {"client": redis.Redis(port=server.port,
+                                                          decode_responses=True)}
+    with fresh_store(server, **options) as store:
+        sid = new_id()
+        put(store, sid, {"a": '"1"'})
+        with redis.Redis(port=server.port) as raw:
+            raw.hset(store.session_key(sid), mapping={"d:b": b"\xff\xfe", b"d:\xff": "2"})
+        with caplog.at_level(logging.WARNING, logger="satchel.security"):
+            record = store.load(sid)
+        assert record is not None and record.data == {"a": '"1"'}
+        assert "not UTF-8" in caplog.text and sid not in caplog.text

@@ -18,7 +18,7 @@ from satchel import Changes, SessionMeta, SQLiteStore
 from satchel.ids import new_id
 from satchel.stores import sqlite as sqlite_module
 
-from .contract import StoreContract, meta, put
+from .contract import StoreContract, check_reads_as_absent, meta, put
 
 
 class TestSQLiteStore(StoreContract):
@@ -282,3 +282,16 @@ def test_bad_options(tmp_path: Path, kwargs: dict[str, Any]) -> None:
 def test_memory_path_is_refused() -> None:
     with pytest.raises(satchel.ConfigurationError, match="MemoryStore"):
         SQLiteStore(":memory:")
+
+
+@pytest.mark.parametrize(("column", "value"), [("expires", "x"), ("created", "soon"),
+                                           ("accessed", b"\x00"), ("user", b"\xff")])
+def test_unreadable_metadata_reads_as_absent(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                             column: str, value: Any) -> None:
+    path = tmp_path / "s.db"
+    with SQLiteStore(path) as store:
+        sid = new_id()
+        put(store, sid, {"a": '"1"'})
+        with _raw(path) as raw:  # SQLite keeps any type in any column
+            raw.execute(f"UPDATE satchel_session SET {column} = ? WHERE id = ?", (value, sid))
+        check_reads_as_absent(store, sid, caplog)

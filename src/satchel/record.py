@@ -7,9 +7,13 @@ whole mapping, so two requests that write different keys of one session both sur
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Changes", "SessionMeta", "SessionRecord"]
+__all__ = ["Changes", "SessionMeta", "SessionRecord", "stored_record"]
+
+security_log = logging.getLogger("satchel.security")
 
 
 @dataclass(slots=True)
@@ -29,6 +33,33 @@ class SessionRecord:
     accessed: float
     expires: float
     user: str | None = None
+
+
+def stored_record(data: Any, created: Any, accessed: Any, expires: Any, user: Any,
+                  where: str) -> SessionRecord | None:
+    """The record a store read, or None when its metadata cannot be trusted.
+
+    Whoever can write to the backend can store anything: times that are not numbers (or are
+    NaN, which compares false with everything and would never expire), a user that is not
+    text, data that is not a mapping.  Such a session reads as absent (and its client gets a
+    new one), with a warning on ``satchel.security`` naming the store ``where`` it was found,
+    never the id or the data.  The values themselves are the codec's to judge.
+    """
+    if (type(data) is dict and _is_moment(created) and _is_moment(accessed)
+            and _is_moment(expires) and (user is None or type(user) is str)):
+        return SessionRecord(data, float(created), float(accessed), float(expires), user)
+    unreadable(where)
+    return None
+
+
+def unreadable(where: str) -> None:
+    """Warn that a session stored in ``where`` could not be read and counts as absent."""
+    security_log.warning("%s: a stored session is unreadable; it reads as absent", where)
+
+
+def _is_moment(value: Any) -> bool:
+    # int or float, not bool, not NaN (inf is "never")
+    return (type(value) is float and value == value) or type(value) is int
 
 
 @dataclass(slots=True)

@@ -124,6 +124,8 @@ def parse_meta(payload: bytes) -> tuple[float, float, float, str | None, int]:
     """created, accessed, expires, user, and where the data starts."""
     try:
         created, accessed, expires, length = _META.unpack_from(payload)
+        if created != created or accessed != accessed or expires != expires:
+            raise Unreadable("malformed record")  # NaN: compares false, would never expire
         if length == _NO_USER:
             return created, accessed, expires, None, _META.size
         end = _META.size + length

@@ -22,7 +22,7 @@ import struct
 from collections.abc import Collection
 from typing import NamedTuple, NoReturn
 
-from ..record import Changes, SessionRecord
+from ..record import Changes, SessionRecord, unreadable
 
 __all__ = [
     "Parsed",
@@ -105,7 +105,7 @@ def parse_item(raw: bytes | None) -> Parsed | None:
         return _parse(raw)
     # UnicodeDecodeError is a ValueError; struct.error: shorter than a head
     except (ValueError, TypeError, KeyError, IndexError, struct.error):
-        log.warning("memcached session item unreadable; treated as absent")
+        unreadable("MemcachedStore")
         return None
 
 
@@ -168,6 +168,8 @@ def _parse(raw: bytes) -> Parsed:
         if created + limit < expires:
             expires = created + limit
         frames += 1
+    if created != created or accessed != accessed or expires != expires:
+        _corrupt()  # NaN: compares false with every moment, so it would never expire
     record = SessionRecord(data, created, accessed, expires, user)
     return Parsed(record, frames, frames - 1 + pairs - len(data))
 

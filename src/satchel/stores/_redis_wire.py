@@ -199,8 +199,9 @@ class Connections:
         self._made = 0
         self._waiting = 0
 
-    def call(self, *args: str | int | float) -> Any:
-        """Send one command and return its raw reply (RESP2: HGETALL answers a flat list)."""
+    def call(self, *args: str | int | float, decode: bool = True) -> Any:
+        """Send one command and return its raw reply (RESP2: HGETALL answers a flat list);
+        with ``decode`` false, as bytes."""
         if self._pid != os.getpid():
             self._forked()
         # hiredis packs in C what the connection's packer would first walk in Python; both
@@ -214,11 +215,13 @@ class Connections:
         try:
             try:
                 conn.send_packed_command(packed or conn.pack_command(*args))
-                return conn.read_response()
+                return conn.read_response() if decode else conn.read_response(
+                    disable_decoding=True)
             except RedisConnectionError:
                 conn.disconnect()  # the next send connects anew
                 conn.send_packed_command(packed or conn.pack_command(*args))
-                return conn.read_response()
+                return conn.read_response() if decode else conn.read_response(
+                    disable_decoding=True)
         except ResponseError:
             raise  # an error reply was read whole: the connection is still in step
         except BaseException:

@@ -43,7 +43,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..ids import is_valid_id
-from ..record import Changes, SessionMeta, SessionRecord
+from ..record import Changes, SessionMeta, SessionRecord, security_log
 from ._faults import PERMISSION_ERRNOS, misconfigured, reason, unavailable
 from ._filelog import (
     MAGIC,
@@ -510,7 +510,8 @@ class FileStore(BaseStore):
 
     def _unreadable(self, exc: Unreadable) -> None:
         # Neither the id nor any byte of the file goes to the log.
-        log.warning("FileStore: ignored an unreadable session file in %s (%s)", self.directory, exc)
+        security_log.warning("FileStore: ignored an unreadable session file in %s (%s)",
+                             self.directory, exc)
 
     def _error(self, action: str, exc: OSError) -> SatchelError:
         """The outage ``exc`` means, to raise ``from exc``: neither names the file, whose

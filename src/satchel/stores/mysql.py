@@ -50,7 +50,7 @@ import pymysql  # type: ignore[import-untyped]
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
 from ..errors import ConfigurationError, SatchelError, StoreTimeout
-from ..record import Changes, SessionMeta, SessionRecord
+from ..record import Changes, SessionMeta, SessionRecord, stored_record, unreadable
 from ._faults import misconfigured, unavailable
 from .base import BaseStore, now_or, url_options
 from .pool import ConnectionPool, PerProcess, PoolExhausted
@@ -125,7 +125,12 @@ class MySQLStore(BaseStore):
         if not rows:
             return None
         data, created, accessed, expires, user = rows[0]
-        return SessionRecord(json.loads(data), created, accessed, expires, user)
+        try:
+            decoded = json.loads(data)
+        except ValueError:  # MariaDB's JSON is text under a check that a table may lack
+            unreadable("MySQLStore")
+            return None
+        return stored_record(decoded, created, accessed, expires, user, "MySQLStore")
 
     def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
         times = (meta.created, meta.accessed, _finite(meta.expires), meta.user)

@@ -50,7 +50,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigurationError, SatchelError, StoreTimeout, StoreUnavailable
-from ..record import Changes, SessionMeta, SessionRecord
+from ..record import Changes, SessionMeta, SessionRecord, stored_record
 from ._faults import misconfigured, unavailable
 from ._watchdog import Watchdog
 from .base import BaseStore, now_or
@@ -133,7 +133,8 @@ class PostgresStore(BaseStore):
         if row is None:
             return None
         data, created, accessed, expires, user = row
-        return SessionRecord(data, created, accessed, expires, user)
+        # jsonb may hold any JSON (an array, say), and a double may be NaN.
+        return stored_record(data, created, accessed, expires, user, "PostgresStore")
 
     def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
         deletes = bool(changes.deleted) and not changes.cleared

@@ -43,7 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
-from ..record import Changes, SessionMeta, SessionRecord
+from ..record import Changes, SessionMeta, SessionRecord, security_log, stored_record
 from ._redis_wire import SAVE, TOUCH, UPDATE, Client, Connections, Script
 from .base import BaseStore, url_options
 
@@ -70,6 +70,14 @@ def _blocking(client: redis.Redis, size: int, timeout: float) -> redis.BlockingC
     return redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
         max_connections=size, timeout=timeout,
         connection_class=pool.connection_class, **pool.connection_kwargs)
+
+
+def _number(text: str | None) -> float | None:
+    """A stored time; None when it is missing or not a number (``stored_record`` refuses it)."""
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def _glob_escape(text: str) -> str:
@@ -190,24 +198,54 @@ class RedisStore(BaseStore):
     # -- the contract -------------------------------------------------------------------------
 
     def load(self, sid: str) -> SessionRecord | None:
+        key = self.session_key(sid)
         direct = self._direct
         try:
-            if direct is None:
-                raw = cast("dict[str, str]", self.client().hgetall(self.session_key(sid)))
-            else:
-                raw = direct.hgetall(self.session_key(sid))
+            try:
+                if direct is None:
+                    raw = cast("dict[str, str]", self.client().hgetall(key))
+                else:
+                    raw = direct.hgetall(key)
+            except UnicodeDecodeError:
+                raw = self._hgetall_text(key)
         except _FAILURES as exc:
             raise _unavailable(exc) from exc
         expires = raw.pop(_EXPIRES, None)
         if expires is None:
             return None
-        ends = float(expires)
-        if ends <= time.time():
-            return None
-        created, accessed = float(raw.pop(_CREATED)), float(raw.pop(_ACCESSED))
         user = raw.pop(_USER, None)
+        created, accessed = raw.pop(_CREATED, None), raw.pop(_ACCESSED, None)
         data = {field[2:]: value for field, value in raw.items() if field[:2] == "d:"}
-        return SessionRecord(data, created, accessed, ends, user)
+        record = stored_record(data, _number(created), _number(accessed), _number(expires),
+                               user, "RedisStore")
+        if record is None or record.expires <= time.time():
+            return None
+        return record
+
+    def _hgetall_text(self, key: str) -> dict[str, str]:
+        """``HGETALL`` read as bytes, keeping the fields and values that are UTF-8 text.
+
+        Whoever reaches Redis can store any bytes; what is not text is no session's (the
+        client decodes every reply, so one such value would otherwise fail the whole load).
+        """
+        direct = self._direct
+        if direct is None:
+            reply: Any = self.client().execute_command(  # type: ignore[no-untyped-call]
+                "HGETALL", key, NEVER_DECODE=True)
+        else:
+            reply = direct.call("HGETALL", key, decode=False)
+        pairs = list(reply.items()) if isinstance(reply, dict) else list(zip(
+            reply[::2], reply[1::2], strict=True))
+        text = {}
+        for field, value in pairs:
+            try:
+                text[field.decode()] = value.decode()
+            except UnicodeDecodeError:
+                continue
+        if len(text) < len(pairs):
+            security_log.warning("RedisStore: dropped %d stored field(s) that are not UTF-8 text",
+                                 len(pairs) - len(text))
+        return text
 
     def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
         key = self.session_key(sid)

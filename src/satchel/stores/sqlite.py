@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import SplitResult, quote, unquote
 
 from ..errors import ConfigurationError, SatchelError, StoreTimeout, StoreUnavailable
-from ..record import Changes, SessionMeta, SessionRecord
+from ..record import Changes, SessionMeta, SessionRecord, stored_record
 from ._faults import PERMISSION_ERRNOS, misconfigured, unavailable
 from .base import BaseStore, now_or, url_options
 
@@ -154,7 +154,8 @@ class SQLiteStore(BaseStore):
             return None
         created, accessed, expires, user = rows[0][:4]
         data = {row[4]: row[5] for row in rows if row[4] is not None}
-        return SessionRecord(data, created, accessed, expires, user)
+        # SQLite keeps any type in any column: a time may be text ('x' sorts after numbers).
+        return stored_record(data, created, accessed, expires, user, "SQLiteStore")
 
     def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
