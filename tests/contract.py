@@ -59,6 +59,8 @@ def _routes(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         session["n"] = session.get("n", 0) + 1
     elif path == "/assign":
         session["w"] = environ.get("QUERY_STRING") or "assigned"
+    elif path == "/mark":
+        session[environ["QUERY_STRING"]] = 1  # a blind write of a key of its own
     body = repr(sorted(dict(session).items())).encode() if path == "/read" else b"ok"
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [body]
@@ -265,6 +267,90 @@ class StoreContract:
         assert _request(mw, "/read", fresh).body == repr([("w", "late")]).encode()
         record = store.load(sid)
         assert record is None or "w" not in record.data
+
+    def test_move_carries_what_is_stored_now(self, store: Any) -> None:
+        old, new = new_id(), new_id()
+        now = time.time()
+        put(store, old, {"a": "1", "b": "2"}, now=now - 10, user="ana")
+        # another request's write, which the rotating request never read
+        assert store.update(old, Changes(set={"c": "3"}, create=False), now, now + HOUR, None)
+        moved = store.move(old, new, Changes(set={"a": "10"}, deleted=frozenset({"b"}),
+                                             create=False), meta(now, user="bob"))
+        assert moved is True
+        record = store.load(new)
+        assert record is not None and record.data == {"a": "10", "c": "3"}
+        assert record.user == "bob" and record.created == pytest.approx(now, abs=1e-3)
+        assert store.load(old) is None
+        assert store.update(old, Changes(set={"d": "4"}, create=False),
+                            now, now + HOUR, None) is False
+        assert store.user_sessions("bob") == [new]
+        assert store.move(old, new_id(), Changes(create=False), meta(now)) is False
+        dead = new_id()
+        put(store, dead, {"a": "1"}, now=now, ttl=60)
+        assert store.move(dead, new_id(), Changes(create=False), meta(now + 61)) is False
+
+    def test_rotation_keeps_every_write_that_lands_meanwhile(self, store: Any) -> None:
+        """A login rotates the id while another request of the same client writes blindly to
+        the old one.  A write that lands before the rotation is carried to the new id; one
+        that lands during or after it either is carried too or is told the session is gone
+        (its response starts another session): never reported kept and then lost."""
+        if getattr(store, "client_side", False):
+            pytest.skip("a client-side store keeps no record under the old id")
+        mw = satchel.SessionMiddleware(_routes, store=store)
+        writes: list[tuple[str, Response]] = []
+
+        def write_to(sid: str) -> None:
+            # Another request, on another thread, of the client that still holds ``sid``.
+            key = f"w{len(writes)}"
+            thread = threading.Thread(
+                target=lambda: writes.append((key, _request(mw, "/mark", sid, key))))
+            thread.start()
+            thread.join(30)
+
+        old = _request(mw, "/write").cookies["satchel"]
+        rotating: list[int | None] = [None]  # the thread of the rotating request, meanwhile
+
+        def login(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            session = environ["satchel.session"]
+            session["n"] = session.get("n", 0) + 1
+            session.rotate()
+            session["user"] = "ana"
+            write_to(old)  # lands after the load, before the rotation is stored
+            rotating[0] = threading.get_ident()
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+
+        for name in ("save", "move", "delete"):
+            real = getattr(store, name, None)
+            if real is None:
+                continue
+
+            def after(*args: Any, real: Any = real) -> Any:
+                result = real(*args)
+                if rotating[0] == threading.get_ident():
+                    write_to(old)  # lands between (or after) the rotation's steps
+                return result
+
+            setattr(store, name, after)
+        try:
+            response = call(satchel.SessionMiddleware(login, store=store), "/",
+                            cookie=f"satchel={old}")
+        finally:
+            rotating[0] = None
+            for name in ("save", "move", "delete"):
+                if name in vars(store):
+                    delattr(store, name)
+        new = response.cookies.get("satchel")
+        assert response.code == 200 and new and new != old
+        assert len(writes) >= 2
+        record = store.load(new)
+        assert record is not None and record.data.get("user") == '"ana"'
+        for key, answer in writes:
+            assert answer.code == 200, answer.body
+            if "satchel" not in answer.cookies:  # told it wrote to the session it holds
+                assert key in record.data, (key, sorted(record.data))
+        assert "satchel" not in writes[0][1].cookies  # the write before was carried
+        assert store.load(old) is None
 
     # -- delete / touch / expiry -------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from .codec import Codec
 from .errors import StoreUnavailable
 from .ids import LEGACY_KEY
 from .manager import Action, CookieOp, Decision, SessionManager
-from .record import SessionMeta, SessionRecord
+from .record import Changes, SessionMeta, SessionRecord
 from .session import EXPIRY_KEY, Opener, Session, stored_lifetime
 from .stores.base import Store, is_client_side
 
@@ -146,6 +146,7 @@ class SessionEngine:
             return decision
         store = self.store
         sealer = self.sealer
+        discard = decision.discard
         try:
             action = decision.action
             if sealer is not None and action in (Action.SAVE, Action.TOUCH):
@@ -161,7 +162,15 @@ class SessionEngine:
             elif action is Action.SAVE:
                 sid, meta = _target(decision)
                 changes = decision.changes
-                if changes is not None and not store.save(sid, changes, meta):
+                moved_from = _rotated_from(session, decision)
+                if moved_from is not None and changes is not None:
+                    # A rotation moves the stored session, with what other requests wrote to
+                    # it meanwhile, rather than saving a copy and deleting the old one.
+                    done = store.move(moved_from, sid, _since_load(session._orig, changes), meta)
+                    discard = ()
+                else:
+                    done = changes is None or store.save(sid, changes, meta)
+                if not done:
                     # Deleted by a concurrent request (a logout): do not bring it back.
                     log.info("session vanished before its changes were saved; not recreating it")
                     session.invalidate()
@@ -182,7 +191,7 @@ class SessionEngine:
                 sid, meta = _target(decision)
                 store.touch(sid, meta.accessed, meta.expires)
                 session._accessed = meta.accessed
-            for old in decision.discard:
+            for old in discard:
                 store.delete(old)
             session._discard = []
             if action is Action.DELETE:
@@ -213,6 +222,24 @@ def _adopt_legacy(session: Session, sid: str, record: SessionRecord) -> None:
     session._opener = None  # read: rotating must not open it again
     session._data.pop(LEGACY_KEY, None)
     session.rotate()
+
+
+def _rotated_from(session: Session, decision: Decision) -> str | None:
+    """The id a SAVE decision rotates away from (``session.rotate()`` on a stored session,
+    not logged out since), else None."""
+    if session._rotated and not session._revoke and len(decision.discard) == 1:
+        return decision.discard[0]
+    return None
+
+
+def _since_load(loaded: dict[str, str], changes: Changes) -> Changes:
+    """A rotation's changes relative to what was loaded: it rewrites every key, but only the
+    keys this request changed may override what other requests wrote meanwhile."""
+    return Changes(
+        {key: text for key, text in changes.set.items() if loaded.get(key) != text},
+        frozenset(key for key in loaded if key not in changes.set),
+        cleared=False, create=False,
+    )
 
 
 def _target(decision: Decision) -> tuple[str, SessionMeta]:

@@ -154,6 +154,27 @@ class StoreClient(Client):  # type: ignore[misc]  # pymemcache is untyped
             raise
 
 
+    def delete_if(self, key: str, cas: bytes) -> bytes:
+        """Delete the item only if it is unchanged since ``cas`` (memcached's meta delete):
+        ``b"HD"`` deleted, ``b"EX"`` changed meanwhile, ``b"NF"`` no such item."""
+        name = self.check_key(key, self.key_prefix)
+        if self.sock is None:
+            self._connect()
+        sock = self.sock
+        try:
+            sock.sendall(b"md %b C%b\r\n" % (name, cas))
+            buf, line = _readline(sock, b"")
+            if buf:
+                raise MemcacheUnknownError(buf[:32])
+            if line in (b"HD", b"EX", b"NF"):
+                return line  # type: ignore[no-any-return]
+            self._raise_errors(line, b"md")
+            raise MemcacheUnknownError(line[:32])
+        except BaseException:
+            self.close()
+            raise
+
+
 class Clients:
     """The idle pymemcache ``Client`` objects of one server, shared by threads without a lock.
 

@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["SAVE", "TOUCH", "UPDATE", "Client", "Connections", "Script"]
+__all__ = ["MOVE", "SAVE", "TAKE", "TOUCH", "UPDATE", "Client", "Connections", "Script"]
 
 Client = redis.Redis | RedisCluster
 
@@ -142,6 +142,43 @@ else
   redis.call('PERSIST', key)
 end
 return 1
+""")
+
+
+# KEYS: the old session, the new one, and (optional) the user's index set; ARGV as SAVE's
+# (``sid`` is the new id).  A live old session is renamed, then changed as SAVE changes one;
+# a dead or absent one is left alone (0).  One server only: the keys are in different slots.
+MOVE = Script("""
+local ends = tonumber(redis.call('HGET', KEYS[1], 'm:expires'))
+if not ends or ends <= tonumber(ARGV[5]) then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+local key = KEYS[2]
+if ARGV[2] == '1' then redis.call('DEL', key) end
+local i, last = 7, 6 + tonumber(ARGV[6])
+while i <= last do
+  local stop = math.min(i + 499, last)
+  redis.call('HDEL', key, unpack(ARGV, i, stop))
+  i = stop + 1
+end
+last = #ARGV
+while i <= last do
+  local stop = math.min(i + 999, last)
+  redis.call('HSET', key, unpack(ARGV, i, stop))
+  i = stop + 1
+end
+redis.call('PEXPIREAT', key, ARGV[3])
+if KEYS[3] then redis.call('SADD', KEYS[3], ARGV[4]) end
+return 1
+""")
+
+# ARGV: the caller's now.  A live session's fields, read and deleted at once (a rotation in
+# a cluster, where the new id lives in another slot); nil for a dead or absent one.
+TAKE = Script("""
+local ends = tonumber(redis.call('HGET', KEYS[1], 'm:expires'))
+if not ends or ends <= tonumber(ARGV[1]) then return false end
+local fields = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return fields
 """)
 
 

@@ -69,6 +69,17 @@ class Store(Protocol):
     def delete(self, sid: str) -> bool:
         """Remove the record; True if there was one."""
 
+    def move(self, old: str, new: str, changes: Changes, meta: SessionMeta) -> bool:
+        """Rotation: keep the session stored under ``old`` under the fresh id ``new`` instead.
+
+        Atomically where the engine allows: what is stored under ``old`` now (with the writes
+        of concurrent requests) gets ``changes`` and ``meta`` and is kept under ``new``, and
+        ``old`` is gone, so that a blind write to ``old`` either lands before the move and is
+        carried, or finds no session (its ``update`` returns False) — never lands in between
+        and is lost.  Returns False, writing nothing, when ``old`` is absent or dead at
+        ``meta.accessed`` (a logout won the race).
+        """
+
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         """Move the access and expiry times of a record live at ``accessed`` (the caller's
         now); False, writing nothing, if it is absent or dead."""
@@ -169,6 +180,17 @@ class BaseStore:
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         raise NotImplementedError
+
+    def move(self, old: str, new: str, changes: Changes, meta: SessionMeta) -> bool:
+        # Correct for any store but atomic for none: a write to ``old`` between the save and
+        # the delete is lost.  Every store of satchel's overrides it with one atomic step.
+        record = self.load(old)
+        if record is None or record.expires <= meta.accessed:
+            return False
+        whole = Changes(set=changes.apply(record.data), cleared=True, create=True)
+        self.save(new, whole, meta)
+        self.delete(old)
+        return True
 
     def ids(self) -> Iterator[str]:
         raise NotImplementedError

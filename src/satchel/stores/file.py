@@ -217,6 +217,38 @@ class FileStore(BaseStore):
         finally:
             os.close(fd)
 
+    def move(self, old: str, new: str, changes: Changes, meta: SessionMeta) -> bool:
+        """Under the old file's lock: write the changed session as the new file, then unlink
+        the old one.  A writer waiting for the old file's lock then finds no file."""
+        path = self._paths(old)[1]
+        shard = self._paths(new)[0]
+        deadline = time.monotonic() + self.lock_timeout
+        fd, size = self._open_locked(path, deadline)
+        if fd < 0:
+            return False
+        try:
+            try:
+                payload, _, _ = latest(fd, size)
+                _, _, expires, _, start = parse_meta(payload)
+            except Unreadable as exc:
+                self._unreadable(exc)
+                return False
+            if expires <= meta.accessed:
+                return False
+            body = head(meta.created, meta.accessed, meta.expires, meta.user) + _merge(
+                changes, payload, start)
+            lock = self._lock_shard(shard, deadline)  # orders the creators of ``new``
+            try:
+                self._replace(shard, new, MAGIC + frame(body), _times(meta))
+            finally:
+                os.close(lock)
+            os.unlink(path)
+            return True
+        except OSError as exc:
+            raise self._error("write", exc) from exc
+        finally:
+            os.close(fd)
+
     def exists(self, sid: str) -> bool:
         return self.load(sid) is not None
 

@@ -380,6 +380,31 @@ class MemcachedStore(BaseStore):
         except SessionConflict:
             return True  # every attempt lost to a save, and each such save wrote fresh times
 
+    def move(self, old: str, new: str, changes: Changes, meta: SessionMeta) -> bool:
+        """Read the old item, delete it only if no write landed since (memcached's meta
+        delete with its CAS value; else read again and merge), then add the new one.  A write
+        to ``old`` after the delete finds no item."""
+        okey, nkey = self._key(old), self._key(new)
+        if meta.user is not None:
+            self._index_update(meta.user, add=new)  # first, as in save
+        for attempt in range(self.cas_retries):
+            raw, cas = self._gets(okey)
+            stored = decode_item(raw)
+            if stored is None or cas is None or stored.expires <= meta.accessed:
+                return False
+            record = SessionRecord(changes.apply(stored.data), meta.created, meta.accessed,
+                                   meta.expires, meta.user)
+            payload = _base(record)
+            self._check_size(nkey, payload)  # before the old item goes
+            deleted = self._run(okey, "delete", StoreClient.delete_if, okey, cas)
+            if deleted == b"NF":
+                return False
+            if deleted == b"HD":
+                return self._write(nkey, payload, None, _expire(meta.expires))
+            _backoff(attempt)  # a write landed meanwhile: carry it over
+        raise SessionConflict(f"session changed concurrently {self.cas_retries} times; "
+                              "the rotation was not applied")
+
     def delete(self, sid: str) -> bool:
         key = self._key(sid)
         return bool(self._run(key, "delete", Client.delete, key, False))

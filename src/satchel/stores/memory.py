@@ -113,6 +113,20 @@ class MemoryStore(BaseStore):
             self._push(expires, sid)
             return True
 
+    def move(self, old: str, new: str, changes: Changes, meta: SessionMeta) -> bool:
+        """Under the store's lock: the record leaves ``old`` and, changed, lands at ``new``."""
+        with self._lock:
+            record = self._records.get(old)
+            if record is None or record.expires <= meta.accessed:
+                return False
+            self._forget(old, record)
+            moved = SessionRecord(changes.apply(record.data), meta.created, meta.accessed,
+                                  meta.expires)
+            self._records[new] = moved
+            self._set_user(new, moved, meta.user)
+            self._push(meta.expires, new)
+            return True
+
     def delete(self, sid: str) -> bool:
         with self._lock:
             record = self._records.get(sid)

@@ -172,6 +172,17 @@ class MySQLStore(BaseStore):
         params = (accessed, _finite(expires), sid, accessed)
         return int(self._run(self._sql["touch"], params, rowcount=True)) > 0
 
+    def move(self, old: str, new: str, changes: Changes, meta: SessionMeta) -> bool:
+        """One ``UPDATE`` of the row's id, data and times: a concurrent write to ``old`` waits
+        for the row's lock and then finds no row of that id."""
+        if changes.cleared:
+            kind, body = "cleared", _dumps(changes.set)
+        else:
+            kind, body = "merge", _patch(changes)
+        params = (new, body, meta.created, meta.accessed, _finite(meta.expires), meta.user, old,
+                  meta.accessed)
+        return int(self._run(self._sql["move_" + kind], params, rowcount=True)) > 0
+
     def delete(self, sid: str) -> bool:
         return int(self._run(self._sql["delete"], (sid,), rowcount=True)) > 0
 
@@ -338,6 +349,11 @@ def _statements(table: str) -> dict[str, str]:
         "update_cleared": update.format(data="%s"),
         "update_merge": update.format(data="JSON_MERGE_PATCH(data, %s)"),
         "update_patch": update.format(data="JSON_MERGE_PATCH(data, %s)"),
+        # MySQL assigns left to right: the new id first, then the data merged as stored.
+        "move_cleared": (f"UPDATE {t} SET id = %s, data = %s, {fields} "
+                         "WHERE id = %s AND expires > %s"),
+        "move_merge": (f"UPDATE {t} SET id = %s, data = JSON_MERGE_PATCH(data, %s), {fields} "
+                       "WHERE id = %s AND expires > %s"),
         "touch": f"UPDATE {t} SET accessed = %s, expires = %s WHERE id = %s AND expires > %s",
         "delete": f"DELETE FROM {t} WHERE id = %s",
         "exists": f"SELECT 1 FROM {t} WHERE id = %s AND expires > %s",

@@ -163,6 +163,18 @@ class PostgresStore(BaseStore):
         params = (accessed, expires, sid, accessed)
         return self._run(lambda c: c.execute(self._sql["touch"], params).rowcount > 0)
 
+    def move(self, old: str, new: str, changes: Changes, meta: SessionMeta) -> bool:
+        """One ``UPDATE`` of the row's id, data and times: a concurrent write to ``old`` waits
+        for the row's lock and then finds no row of that id."""
+        kind = "cleared" if changes.cleared else "merge_del" if changes.deleted else "merge"
+        params = {
+            "id": old, "new": new, "set": Jsonb(changes.set), "del": sorted(changes.deleted),
+            "created": meta.created, "accessed": meta.accessed, "expires": meta.expires,
+            "user": meta.user, "now": meta.accessed,
+        }
+        sql = self._sql["move_" + kind]
+        return self._run(lambda c: c.execute(sql, params).rowcount > 0)
+
     def delete(self, sid: str) -> bool:
         return self._run(lambda c: c.execute(self._sql["delete"], (sid,)).rowcount > 0)
 
@@ -362,6 +374,8 @@ def _statements(table: str) -> dict[str, str]:
         "upsert_merge_del": upsert.format(
             data=fresh.format(merged="(s.data - %(del)s::text[]) || EXCLUDED.data")),
         **{f"update_{kind}": update.format(data=merged) for kind, merged in merges.items()},
+        **{f"move_{kind}": update.replace("SET ", "SET id = %(new)s, ", 1).format(data=merged)
+           for kind, merged in merges.items()},
         "touch": f"UPDATE {t} SET accessed = %s, expires = %s WHERE id = %s AND expires > %s",
         "delete": f"DELETE FROM {t} WHERE id = %s",
         "exists": f"SELECT 1 FROM {t} WHERE id = %s AND expires > %s",

@@ -44,7 +44,7 @@ from redis.retry import Retry
 
 from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
 from ..record import Changes, SessionMeta, SessionRecord, security_log, stored_record
-from ._redis_wire import SAVE, TOUCH, UPDATE, Client, Connections, Script
+from ._redis_wire import MOVE, SAVE, TAKE, TOUCH, UPDATE, Client, Connections, Script
 from .base import BaseStore, url_options
 
 __all__ = ["RedisStore", "from_url"]
@@ -70,6 +70,25 @@ def _blocking(client: redis.Redis, size: int, timeout: float) -> redis.BlockingC
     return redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
         max_connections=size, timeout=timeout,
         connection_class=pool.connection_class, **pool.connection_kwargs)
+
+
+def _save_args(sid: str, changes: Changes, meta: SessionMeta) -> list[Any]:
+    """The arguments of the SAVE and MOVE scripts (see ``_redis_wire``)."""
+    user = meta.user
+    deleted = [] if changes.cleared else ["d:" + k for k in changes.deleted]
+    if user is None:
+        deleted.append(_USER)
+    args: list[Any] = [
+        "1" if changes.create else "0", "1" if changes.cleared else "0",
+        int(meta.expires * 1000), sid, meta.accessed, len(deleted), *deleted,
+        _CREATED, repr(meta.created), _ACCESSED, repr(meta.accessed),
+        _EXPIRES, repr(meta.expires),
+    ]
+    if user is not None:
+        args += (_USER, user)
+    for k, v in changes.set.items():
+        args += ("d:" + k, v)
+    return args
 
 
 def _number(text: str | None) -> float | None:
@@ -250,19 +269,7 @@ class RedisStore(BaseStore):
     def save(self, sid: str, changes: Changes, meta: SessionMeta) -> bool:
         key = self.session_key(sid)
         user = meta.user
-        deleted = [] if changes.cleared else ["d:" + k for k in changes.deleted]
-        if user is None:
-            deleted.append(_USER)
-        args: list[Any] = [
-            "1" if changes.create else "0", "1" if changes.cleared else "0",
-            int(meta.expires * 1000), sid, meta.accessed, len(deleted), *deleted,
-            _CREATED, repr(meta.created), _ACCESSED, repr(meta.accessed),
-            _EXPIRES, repr(meta.expires),
-        ]
-        if user is not None:
-            args += (_USER, user)
-        for k, v in changes.set.items():
-            args += ("d:" + k, v)
+        args = _save_args(sid, changes, meta)
         try:
             if user is None:
                 done = self._script(SAVE, [key], args)
@@ -294,6 +301,35 @@ class RedisStore(BaseStore):
             else:
                 return done
         raise RedisError("the save script could not be run")  # EVAL never answers NOSCRIPT
+
+    def move(self, old: str, new: str, changes: Changes, meta: SessionMeta) -> bool:
+        """On one server, one script renames the hash and applies the changes (a write to
+        ``old`` runs wholly before it, or finds nothing).  A cluster keeps the two ids in
+        different slots: a script takes the hash (reads and deletes it at once), then the
+        changed session is saved under ``new``; a write to ``old`` after the take finds
+        nothing.  (Should the save fail, the session is lost: its user logs in again.)"""
+        if self.is_cluster:
+            return self._move_across(old, new, changes, meta)
+        keys = [self.session_key(old), self.session_key(new)]
+        if meta.user is not None:
+            keys.append(self.user_key(meta.user))
+        try:
+            return bool(self._script(MOVE, keys, _save_args(new, changes, meta)))
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+
+    def _move_across(self, old: str, new: str, changes: Changes, meta: SessionMeta) -> bool:
+        try:
+            taken = self._script(TAKE, [self.session_key(old)], [meta.accessed])
+        except _FAILURES as exc:
+            raise _unavailable(exc) from exc
+        if not taken:
+            return False
+        fields = dict(zip(taken[::2], taken[1::2], strict=True)) if isinstance(
+            taken, list) else dict(taken)
+        data = {field[2:]: value for field, value in fields.items() if field[:2] == "d:"}
+        whole = Changes(set=changes.apply(data), cleared=True, create=True)
+        return self.save(new, whole, meta)
 
     def update(self, sid: str, changes: Changes, accessed: float, expires: float,
                lifetime: float | None) -> bool:

@@ -70,6 +70,11 @@ UPSERT_VALUE = (
     "INSERT INTO satchel_value (session_id, key, value) VALUES (?, ?, ?)"
     " ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value"
 )
+MOVE = (
+    "UPDATE satchel_session SET id = ?, created = ?, accessed = ?, expires = ?, user = ?"
+    " WHERE id = ? AND expires > ?"
+)
+MOVE_VALUES = "UPDATE satchel_value SET session_id = ? WHERE session_id = ?"
 DELETE_VALUE = "DELETE FROM satchel_value WHERE session_id = ? AND key = ?"
 DELETE_VALUES = "DELETE FROM satchel_value WHERE session_id = ?"
 DELETE_SESSION = "DELETE FROM satchel_session WHERE id = ?"
@@ -192,6 +197,19 @@ class SQLiteStore(BaseStore):
 
     def touch(self, sid: str, accessed: float, expires: float) -> bool:
         return self._write(TOUCH, (accessed, expires, sid, accessed)) > 0
+
+    def move(self, old: str, new: str, changes: Changes, meta: SessionMeta) -> bool:
+        """One write transaction renames the session's rows, then applies ``changes``."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if conn.execute(MOVE, (new, meta.created, meta.accessed, meta.expires, meta.user,
+                                   old, meta.accessed)).rowcount == 0:
+                return False
+            conn.execute(MOVE_VALUES, (new, old))
+            _apply(conn, new, changes)
+            return True
+
+        return self._transaction(work)
 
     def delete(self, sid: str) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
