@@ -183,3 +183,41 @@ def test_include_reads_satchel_settings(tmp_path: Any) -> None:
     assert "pyr=" in resp.headers["Set-Cookie"] and "Max-Age=600" in resp.headers["Set-Cookie"]
     assert app.get("/count").text == "2"
     assert (tmp_path / "p.db").exists()
+
+
+def beaker_app(settings: dict[str, str]) -> webtest.TestApp:
+    with Configurator(settings=settings) as config:
+        config.include("satchel.integrations.pyramid")
+        views(config)
+        return webtest.TestApp(config.make_wsgi_app())
+
+
+def test_pyramid_beaker_settings_switch_with_one_include(tmp_path: Any) -> None:
+    # An application configured for pyramid_beaker, with only its include changed.
+    app = beaker_app({"session.type": "file", "session.data_dir": str(tmp_path / "sessions"),
+                      "session.key": "mysession", "session.secret": SECRET,
+                      "session.timeout": "600", "session.cookie_expires": "true",
+                      "session.httponly": "true", "session.secure": "false"})
+    resp = app.get("/count")
+    cookie = resp.headers["Set-Cookie"]
+    assert cookie.startswith("mysession=") and "HttpOnly" in cookie and "Max-Age" not in cookie
+    assert [app.get("/count").text for _ in range(2)] == ["2", "3"]
+    assert any((tmp_path / "sessions").rglob("*"))  # kept by the file store in data_dir
+
+
+def test_pyramid_beaker_redis_and_cookie_types(redis_server: Any) -> None:
+    redis_server.flush()
+    address = redis_server.url.split("://", 1)[1]
+    redis_app = beaker_app({"session.type": "ext:redis", "session.url": address,
+                            "session.key": "s"})
+    assert [redis_app.get("/count").text for _ in range(2)] == ["1", "2"]
+    cookie_app = beaker_app({"session.type": "cookie", "session.validate_key": SECRET,
+                             "beaker.session.key": "c"})
+    assert [cookie_app.get("/count").text for _ in range(2)] == ["1", "2"]
+    assert len(cookie_app.cookies["c"]) > 100  # the session itself, sealed
+
+
+def test_satchel_settings_win_over_beaker_settings(tmp_path: Any) -> None:
+    app = beaker_app({"session.type": "memory", "session.key": "beaker_name",
+                      "satchel.cookie_name": "satchel_name"})
+    assert app.get("/count").headers["Set-Cookie"].startswith("satchel_name=")

@@ -7,6 +7,12 @@
 ``invalidate``, ``flash``/``pop_flash``/``peek_flash``, ``new_csrf_token``/``get_csrf_token``)
 over satchel's session, so Pyramid's CSRF checks and flash messages work.  A request whose view
 raised (an exception view rendered the response) saves nothing, as in satchel's middleware.
+
+pyramid_beaker's users switch by changing one include: its ``session.*`` (and
+``beaker.session.*``) settings are read through satchel's table of Beaker options
+(``satchel.compat.beaker.options``), and ``session_factory_from_settings`` keeps its name.
+Sessions are saved when they changed, without ``save()``; ``cookie_on_exception = true`` saves
+them after an exception view too (satchel's default: not).
 """
 
 from __future__ import annotations
@@ -29,9 +35,12 @@ if TYPE_CHECKING:
     from pyramid.request import Request
     from pyramid.response import Response
 
-__all__ = ["PyramidSession", "SatchelSessionFactory", "includeme", "settings_options"]
+__all__ = ["PyramidSession", "SatchelSessionFactory", "includeme",
+           "session_factory_from_settings", "settings_options"]
 
 PREFIX = "satchel."
+#: pyramid_beaker's prefixes: its users switch by changing one include.
+BEAKER_PREFIXES = ("session.", "beaker.session.")
 
 
 @implementer(ISession)
@@ -143,8 +152,10 @@ class SatchelSessionFactory:
     """
 
     def __init__(self, store: Store | str | None = None, secret: SecretLike | None = None,
-                 **options: Any) -> None:
+                 *, save_on_exception: bool = False, **options: Any) -> None:
+        # save_on_exception: pyramid_beaker's cookie_on_exception, for those who relied on it.
         self.door = Door(store, secret, **options)
+        self.save_on_exception = save_on_exception
 
     def __call__(self, request: Request) -> PyramidSession:
         session = PyramidSession(self.door.open(request.environ))
@@ -153,9 +164,10 @@ class SatchelSessionFactory:
 
     def _finish(self, session: Session) -> Callable[[Request, Response], None]:
         door = self.door
+        save_on_exception = self.save_on_exception
 
         def finish(request: Request, response: Response) -> None:
-            failed = getattr(request, "exception", None) is not None
+            failed = not save_on_exception and getattr(request, "exception", None) is not None
             for name, value in door.finish(session, request.environ, failed=failed):
                 if name == "Vary":
                     vary = list(response.vary or ())
@@ -172,16 +184,42 @@ class SatchelSessionFactory:
 
 
 def settings_options(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """satchel's options from a Pyramid settings mapping: every ``satchel.<option>`` key, with
-    the strings an ``.ini`` file gives turned into the option's type."""
+    """satchel's options from a Pyramid settings mapping.
+
+    ``satchel.<option>`` keys are satchel's options, with the strings an ``.ini`` file gives
+    turned into each option's type.  pyramid_beaker's ``session.*`` (and ``beaker.session.*``)
+    keys are read too, through the one table that maps Beaker's options
+    (``satchel.compat.beaker.options``); a ``satchel.*`` key wins over them.
+    """
     fields = {f.name: str(f.type) for f in dataclasses.fields(Settings)}
     options: dict[str, Any] = {}
+    beaker: dict[str, Any] = {}
     for key, value in settings.items():
-        if not key.startswith(PREFIX):
-            continue
-        name = key[len(PREFIX):]
-        options[name] = _coerce(value, fields.get(name, "")) if isinstance(value, str) else value
+        if key.startswith(PREFIX):
+            name = key[len(PREFIX):]
+            kind = fields.get(name, "")
+            options[name] = _coerce(value, kind) if isinstance(value, str) else value
+        elif key.startswith(BEAKER_PREFIXES):
+            beaker[key] = value
+    if beaker:
+        options = {**_beaker_options(beaker), **options}
     return options
+
+
+def _beaker_options(settings: dict[str, Any]) -> dict[str, Any]:
+    from ..compat.beaker.options import collect, translate
+
+    prefixed = {k: v for k, v in settings.items() if not k.endswith("cookie_on_exception")}
+    translated: dict[str, Any] = dict(translate(collect(prefixed, {})).settings)
+    # pyramid_beaker saves every session its request accessed: satchel saves what changed,
+    # without waiting for save(), and keeps no record of a session that holds nothing.
+    translated.pop("explicit_save", None)
+    translated.pop("save_empty", None)
+    for key, value in settings.items():
+        if key.endswith("cookie_on_exception"):
+            flag = _coerce(value, "bool") if isinstance(value, str) else value
+            translated["save_on_exception"] = bool(flag)
+    return translated
 
 
 def _coerce(value: str, kind: str) -> Any:
@@ -201,8 +239,13 @@ def _coerce(value: str, kind: str) -> Any:
     return text
 
 
+def session_factory_from_settings(settings: Mapping[str, Any]) -> SatchelSessionFactory:
+    """pyramid_beaker's function of the same name: a session factory from the settings."""
+    return SatchelSessionFactory(**settings_options(settings))
+
+
 def includeme(config: Configurator) -> None:
     """``config.include("satchel.integrations.pyramid")``: a session factory from the
-    ``satchel.*`` settings (``satchel.store = redis://...``, ``satchel.idle_timeout = 3600``)."""
-    options = settings_options(config.get_settings())
-    config.set_session_factory(SatchelSessionFactory(**options))
+    ``satchel.*`` settings (``satchel.store = redis://...``, ``satchel.idle_timeout = 3600``),
+    or from pyramid_beaker's ``session.*`` settings."""
+    config.set_session_factory(session_factory_from_settings(config.get_settings()))
