@@ -668,3 +668,40 @@ def test_mint_window_must_be_positive() -> None:
 
     with pytest.raises(ConfigurationError, match="mint_window"):
         SessionManager(mint_window=0)
+
+
+def test_keep_predicate_decides_in_place_of_having_data(h: Harness) -> None:
+    # A front door whose framework decides what is worth keeping (Quixote's has_info()).
+    s = h.request()
+    s["counter"] = 0
+    s.keep = lambda: s.get("user_name") is not None
+    d = h.finish(s)
+    assert d.action is Action.NOTHING and d.cookie is CookieOp.KEEP
+    assert h.store.calls == []
+
+    s = h.request()
+    s["counter"] = 0
+    s["user_name"] = "ada"
+    s.keep = lambda: s.get("user_name") is not None
+    d = h.finish(s)
+    assert d.action is Action.SAVE and d.cookie is CookieOp.SET
+    sid = d.sid
+    assert sid is not None
+
+    s = h.request(sid)
+    del s["user_name"]  # data is left, but nothing the predicate wants kept
+    s.keep = lambda: s.get("user_name") is not None
+    assert dict(s) == {"counter": 0}
+    d = h.finish(s)
+    assert d.action is Action.DELETE and d.cookie is CookieOp.REVOKE
+    assert not h.store.exists(sid)
+
+
+def test_keep_predicate_keeps_a_session_without_data_or_user(h: Harness) -> None:
+    s = h.request()
+    s.keep = lambda: True
+    assert "x" not in s
+    d = h.finish(s)
+    assert d.action is Action.SAVE and d.sid is not None
+    record = h.store.load(d.sid)
+    assert record is not None and record.data == {} and record.user is None

@@ -233,8 +233,10 @@ class SessionManager:
         """Decide what happens to ``session`` after a request.
 
         A failed request (one that raised) saves nothing, as in Quixote's
-        ``finish_failed_request``.  Raises TypeError (from the codec) when a value cannot be
-        stored, naming its key.
+        ``finish_failed_request``.  A session is kept when its ``keep`` predicate says so or,
+        without one, when it holds data or names a user; otherwise a new one is not stored and
+        a stored one is deleted, its id revoked.  Raises TypeError (from the codec) when a
+        value cannot be stored, naming its key.
         """
         decision = self._decide(session, now, failed)
         domain, path = session.cookie_domain, session.cookie_path
@@ -255,12 +257,16 @@ class SessionManager:
             # The store was down when the session was opened and the policy let the request
             # run anonymously: do not overwrite the client's real session or its cookie.
             return Decision(Action.NOTHING, vary=True)
+        keep = session.keep
+        # A keep predicate may read the session (which ends a blind write): ask it first.
+        has_data = bool(keep()) if keep is not None else None
         if session._opener is not None:
             return self._blind(session, now)
         discard = tuple(session._discard)
-        # A session is worth keeping while it holds a key or names a user: a login that
-        # stores nothing but ``session.user`` is still a login.
-        has_data = bool(session._data) or session._user is not None
+        if has_data is None:
+            # A session is worth keeping while it holds a key or names a user: a login that
+            # stores nothing but ``session.user`` is still a login.
+            has_data = bool(session._data) or session._user is not None
         created = session._created
         sid = session._loaded_id  # an existing session keeps the id it was loaded under
         lifetime = session._lifetime()

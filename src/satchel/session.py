@@ -63,7 +63,7 @@ class Session(MutableMapping[str, Any]):
         "_deleted", "_discard", "_identified", "_loaded_id", "_now", "_opener", "_orig",
         "_policy", "_request", "_revoke",
         "_rotated", "_save_requested", "_set", "_sid", "_user", "_user_changed", "_watch",
-        "client_id", "cookie_domain", "cookie_path", "touched",
+        "client_id", "cookie_domain", "cookie_path", "keep", "touched",
     )
 
     def __init__(self, codec: Codec, now: float, opener: Opener | None = None,
@@ -100,6 +100,10 @@ class Session(MutableMapping[str, Any]):
         # None keeps the configured ones.
         self.cookie_domain: str | None = None
         self.cookie_path: str | None = None
+        # Whether the session is worth keeping at the end of the request; None: when it holds
+        # data or names a user.  A front door sets it where its framework decides otherwise
+        # (Quixote keeps a session only when ``has_info()`` says so, whatever it holds).
+        self.keep: Callable[[], bool] | None = None
 
     # -- loading -------------------------------------------------------------------------------
 
