@@ -44,6 +44,19 @@ class TestFileStore(StoreContract):
         return f"file://{session_dir}", {}
 
 
+class TestFlatFileStore(TestFileStore):
+    """The same contract with every session file directly in the directory (``flat=True``)."""
+
+    @pytest.fixture
+    def store(self, session_dir: Path) -> Iterator[FileStore]:
+        with FileStore(session_dir, flat=True) as store:
+            yield store
+
+    @pytest.fixture
+    def store_spec(self, session_dir: Path) -> tuple[str, dict[str, Any]]:
+        return f"file://{session_dir}?flat=true", {}
+
+
 def _start(code: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code), *args],
@@ -98,6 +111,22 @@ def test_sharding_layout(tmp_path: Path) -> None:
         assert files == {".lock"} | {sid for sid in sids if sid[:2] == shard}
     store.delete(sids[0])
     assert not (tmp_path / sids[0][:2] / sids[0]).exists()
+
+
+def test_flat_layout_leaves_only_session_files(tmp_path: Path) -> None:
+    store = FileStore(tmp_path, flat=True)
+    sids = [new_id() for _ in range(4)]
+    for sid in sids:
+        put(store, sid, {"k": "1"})
+        assert store.save(sid, Changes(set={"k": "2"}, create=False), meta())  # an append
+    store.touch(sids[0], time.time(), time.time() + 60)
+    assert {p.name for p in tmp_path.iterdir()} == set(sids)
+    assert all((tmp_path / sid).is_file() for sid in sids)
+    assert store.delete(sids[0])
+    assert store.save(sids[1], Changes(set={"k": "3"}, create=False), meta(ttl=-1))
+    assert store.purge() == 1
+    assert {p.name for p in tmp_path.iterdir()} == set(sids[2:])
+    assert sorted(store.ids()) == sorted(sids[2:])
 
 
 def test_warns_about_a_directory_others_can_read(

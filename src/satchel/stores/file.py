@@ -20,6 +20,10 @@ request that only writes its session opens its file once.  Creating a file and p
 hold the shard's ``.lock``, which orders creators of one id.  Readers never lock.  Every write
 sets the file's mtime to the record's expiry, so purge finds its candidates with a ``stat``
 instead of a read.
+
+With ``flat=True`` the session files sit directly in the directory (Session3's layout, which
+admin scripts count and clean), and creators and purge lock the directory itself instead of a
+``.lock`` file: between writes the directory holds session files and nothing else.
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ class FileStore(BaseStore):
         create: False opens only an existing directory (for tools that read a store: a wrong
             path must not leave an empty store behind); otherwise a
             :class:`ConfigurationError`.
+        flat: keep every session file directly in ``directory`` instead of in shards (for a
+            few thousand sessions; a directory of millions of files is slow to scan).
     """
 
     thread_safe = True
@@ -104,7 +110,7 @@ class FileStore(BaseStore):
 
     def __init__(
         self, directory: str | os.PathLike[str], *, lock_timeout: float = 5.0, fsync: bool = False,
-        create: bool = True,
+        create: bool = True, flat: bool = False,
     ) -> None:
         if (
             isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float))
@@ -114,6 +120,7 @@ class FileStore(BaseStore):
         self.directory = os.path.abspath(os.fspath(directory))
         self.lock_timeout = float(lock_timeout)
         self.fsync = bool(fsync)
+        self.flat = bool(flat)
         if not create and not os.path.isdir(self.directory):
             # Tools that read a store must not leave an empty one behind a wrong path.
             raise ConfigurationError(
@@ -300,7 +307,7 @@ class FileStore(BaseStore):
         # Ids arrive validated; checking again is cheap and keeps any other string out of a path.
         if not is_valid_id(sid):
             raise ValueError("FileStore: not a session id")
-        shard = f"{self.directory}/{sid[:2]}"
+        shard = self.directory if self.flat else f"{self.directory}/{sid[:2]}"
         return shard, f"{shard}/{sid}"
 
     def _open_locked(self, path: str, deadline: float) -> tuple[int, int]:
@@ -328,7 +335,17 @@ class FileStore(BaseStore):
             os.close(fd)
 
     def _lock_shard(self, shard: str, deadline: float) -> int:
-        """Lock the shard's ``.lock`` file, making the shard if needed: creation and purge."""
+        """Lock the shard's ``.lock`` file, making the shard if needed: creation and purge.
+
+        A flat store locks its directory itself, so that no lock file is left in it.
+        """
+        if self.flat:
+            try:
+                fd = os.open(shard, os.O_RDONLY | _O_CLOEXEC | getattr(os, "O_DIRECTORY", 0))
+            except OSError as exc:
+                raise self._error("lock", exc) from exc
+            self._flock(fd, deadline)
+            return fd
         lock_path = f"{shard}/{_LOCK_NAME}"
         try:
             try:
@@ -509,6 +526,8 @@ class FileStore(BaseStore):
                 os.close(fd)
 
     def _shards(self) -> list[str]:
+        if self.flat:
+            return [self.directory]
         try:
             with os.scandir(self.directory) as entries:
                 return [
@@ -600,7 +619,7 @@ _BOOLS = {"1": True, "true": True, "yes": True, "on": True,
 
 def from_url(parsed: SplitResult, **options: Any) -> FileStore:
     """``file:///absolute/dir`` (or ``file://localhost/absolute/dir``), with optional
-    ``?lock_timeout=SECONDS&fsync=true``."""
+    ``?lock_timeout=SECONDS&fsync=true&flat=true``."""
     form = "file:///absolute/directory"
     if parsed.netloc not in ("", "localhost"):
         raise ConfigurationError(
@@ -618,11 +637,12 @@ def from_url(parsed: SplitResult, **options: Any) -> FileStore:
             options.setdefault("lock_timeout", float(query.pop("lock_timeout")))
         except ValueError:
             raise ConfigurationError("file://: lock_timeout must be a number of seconds") from None
-    if "fsync" in query:
-        flag = _BOOLS.get(query.pop("fsync").lower())
-        if flag is None:
-            raise ConfigurationError("file://: fsync must be true or false")
-        options.setdefault("fsync", flag)
+    for name in ("fsync", "flat"):
+        if name in query:
+            flag = _BOOLS.get(query.pop(name).lower())
+            if flag is None:
+                raise ConfigurationError(f"file://: {name} must be true or false")
+            options.setdefault(name, flag)
     if query:
         raise ConfigurationError(f"file://: unknown option(s) {sorted(query)}")
     return FileStore(path, **options)
