@@ -122,6 +122,8 @@ class CookieTransport:
         self.path = path
         self.domain = domain
         self.secure = secure
+        self.httponly = bool(httponly)
+        self.samesite = samesite
         self._prefix = name + "="
         tail = ""
         if httponly:
@@ -179,6 +181,18 @@ class CookieTransport:
             if len(self._overheads) < 256:
                 self._overheads[key] = found
         return found
+
+    def attributes(self, *, https: bool, script_name: str) -> dict[str, str | bool | None]:
+        """The cookie's attributes as keyword arguments, for a framework that writes the
+        ``Set-Cookie`` header itself (Quixote's ``response.set_cookie``): ``path``, ``domain``,
+        ``secure``, ``httponly`` and ``samesite``, by the same rules as :meth:`render`."""
+        return {
+            "path": self.path or url_path(script_name) or "/",
+            "domain": self.domain,
+            "secure": https if self.secure is None else self.secure,
+            "httponly": self.httponly,
+            "samesite": self.samesite,
+        }
 
     def _set_cookie(self, value: str | None, max_age: int | None, https: bool,
                     script_name: str, *, revoke: bool = False, domain: str | None = None,
