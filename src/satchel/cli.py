@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="port to bind (default: %(default)s)")
     demo.add_argument("--store", metavar="URL", default=None,
                       help=f"store URL (default: SQLite in ./{DEMO_DATA_DIR}/{DEMO_DB_NAME})")
+    demo.add_argument("--quixote", action="store_true",
+                      help="serve the demo as a Quixote application (needs satchel[quixote])")
     demo.set_defaults(func=_demo, command="demo")
 
     for name, func, text in (
@@ -86,14 +88,21 @@ def _demo(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ConfigurationError(f"--port {args.port} is not a TCP port number")
+    if args.quixote:
+        try:
+            from .demo_quixote import make_app as make_quixote_app
+        except ImportError as exc:
+            raise ConfigurationError(
+                "the Quixote demo needs Quixote: pip install 'satchel[quixote]'") from exc
     server = bind(args.host, args.port)  # first: a busy port leaves nothing behind
     try:
         url = args.store or default_demo_store_url()
-        app = make_app(url)
+        app = make_quixote_app(url) if args.quixote else make_app(url)
     except BaseException:
         server.server_close()
         raise
-    print(f"satchel demo: sessions kept in {masked_url(url)}", flush=True)
+    kind = " (Quixote)" if args.quixote else ""
+    print(f"satchel demo{kind}: sessions kept in {masked_url(url)}", flush=True)
     serve(app, out=sys.stdout, server=server)
     return EXIT_OK
 
