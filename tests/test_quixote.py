@@ -11,6 +11,7 @@ honoured, and the manager's mapping interface works.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -378,3 +379,24 @@ def test_a_store_that_cannot_be_reached_is_a_503() -> None:
         client.cookies[COOKIE] = satchel.new_id()
         r = client.get("/")
         assert r.status == 503 and r.all("Set-Cookie") == []
+
+
+def test_a_session_stored_without_quixotes_bookkeeping_loads(
+        memory_app: tuple[SessionManager, WSGIClient]) -> None:
+    # As `satchel migrate` or the WSGI middleware store one: only the application's keys.
+    manager, client = memory_app
+    sid = satchel.new_id()
+    now = time.time()
+    manager.store.save(sid, satchel.Changes(set={"visits": "7"}, create=True),
+                       satchel.SessionMeta(now, now, now + 600, "ada"))
+    client.cookies[COOKIE] = sid
+    assert client.get("/").text == "user=ada visits=7"
+    assert client.get("/count").text == "visits=8"
+    assert client.get("/token").text  # Quixote's CSRF token on top of it
+    assert client.cookies[COOKIE] == sid
+    stored = manager.get(sid)
+    assert stored is not None and stored.visits == 8 and stored._form_tokens == []
+    token = stored.create_form_token()  # appended in place to the default queue
+    manager[sid] = stored
+    again = manager.get(sid)
+    assert again is not None and again.has_form_token(token)

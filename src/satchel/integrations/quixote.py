@@ -145,6 +145,15 @@ class Session(quixote.session.Session):  # type: ignore[misc]
             for key in core:
                 if not key.startswith(_RESERVED) and not _is_data_descriptor(cls, key):
                     object.__setattr__(self, key, core[key])
+            # Quixote's own bookkeeping, for a session stored without it (by ``satchel
+            # migrate``, or by another front door): plain defaults, but the token queue is
+            # stored, since Quixote appends to it in place.
+            for name in ("_remote_address", "_csrf_token"):
+                if name not in self.__dict__:
+                    object.__setattr__(self, name, None)
+            if "_form_tokens" not in self.__dict__:
+                tokens: list[str] = []
+                self._form_tokens = tokens
         core.keep = self.has_info
 
     def _satchel_detach(self) -> None:
