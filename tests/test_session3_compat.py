@@ -235,3 +235,36 @@ def test_dict_session_keeps_its_items(tmp_path: Path) -> None:
         assert client.get("/show").text == repr([("cake", 1), ("tea", 2)])
         (sid,) = os.listdir(store.directory)
         assert store.load_session(sid).data == {"tea": 2, "cake": 1}
+
+
+def test_sessions_migrated_from_session3_keep_their_browsers_logged_in(tmp_path: Path) -> None:
+    """The switch without logging anyone out: Session3's own store writes a session,
+    ``satchel migrate`` copies it, and the browser's old cookie finds it once (then rotated)."""
+    from session3.Session import Session as RealSession3Session
+    from session3.store.DirectorySessionStore import DirectorySessionStore as RealStore
+
+    from satchel.cli import main as satchel_main
+
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    old = RealSession3Session.__new__(RealSession3Session)  # as Session3 builds it in a request
+    now = time.time()
+    old.__dict__.update(id="0123456789abcdef", user="ada", _remote_address="127.0.0.1",
+                        _creation_time=now - 60, _access_time=now - 30, _form_tokens=[],
+                        counter=5)
+    RealStore(str(old_dir), create=True).save_session(old)  # a pickle, as Session3 wrote it
+
+    assert satchel_main(["migrate", "--from", f"session3-dir:{old_dir}",
+                         "--to", f"file://{new_dir}?flat=true", "--no-progress"]) == 0
+
+    store = DirectorySessionStore(new_dir)
+    with publishing(RunnerRoot(), SessionManager(store, legacy_ids=True)) as publisher:
+        client = wsgi_client(publisher)
+        client.cookies[COOKIE] = "0123456789abcdef"
+        check = client.get("/check").text
+        assert "user: ada" in check and "counter: 5" in check
+        new_id = client.cookies[COOKIE]
+        assert satchel.is_valid_id(new_id)  # moved to a satchel id on that request
+        assert "Counter: 6" in client.get("/counter").text
+        assert "user: ada" in client.get("/check").text
+        replay = wsgi_client(publisher, cookies={COOKIE: "0123456789abcdef"})
+        assert "user: None" in replay.get("/check").text  # the old id works once only
