@@ -400,3 +400,25 @@ def test_a_session_stored_without_quixotes_bookkeeping_loads(
     manager[sid] = stored
     again = manager.get(sid)
     assert again is not None and again.has_form_token(token)
+
+
+def test_the_readme_example_runs_as_copied(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from .test_readme import section
+
+    (example,) = section("Quixote")
+    monkeypatch.chdir(tmp_path)
+    quixote.cleanup()
+    names: dict[str, Any] = {"__name__": "readme_quixote"}
+    exec(compile(example, "README.md (Quixote)", "exec"), names)
+    try:
+        client = WSGIClient(names["application"])
+        assert client.get("/").text == "Hello stranger, visit 1"
+        assert client.get("/login?name=ada").text == "logged in"
+        assert client.get("/").text == "Hello ada, visit 1"  # anonymous visits were not kept
+        assert client.get("/").text == "Hello ada, visit 2"
+        assert client.get("/logout").text == "logged out" and client.cookies == {}
+        assert (tmp_path / "sessions.db").exists()
+    finally:
+        names["manager"].close()
+        quixote.cleanup()

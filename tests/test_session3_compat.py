@@ -268,3 +268,16 @@ def test_sessions_migrated_from_session3_keep_their_browsers_logged_in(tmp_path:
         assert "user: ada" in client.get("/check").text
         replay = wsgi_client(publisher, cookies={COOKIE: "0123456789abcdef"})
         assert "user: None" in replay.get("/check").text  # the old id works once only
+
+
+def test_the_readme_example_runs_as_copied(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from .test_readme import section
+
+    (example,) = section("Moving from Session3")
+    monkeypatch.chdir(tmp_path)
+    names: dict[str, Any] = {}
+    exec(compile(example, "README.md (Moving from Session3)", "exec"), names)
+    assert isinstance(names["session_manager"], SessionManager)
+    assert names["store"].directory == str(tmp_path / "sessions")
+    names["session_manager"].close()
