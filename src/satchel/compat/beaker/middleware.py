@@ -7,6 +7,9 @@ in the environ.  Loading, saving, cookies and expiry are all satchel's.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,6 +22,9 @@ from .session import Session, SessionObject
 __all__ = ["SessionMiddleware", "session_filter_app_factory", "session_filter_factory"]
 
 CORE_KEY = "satchel.session"
+
+# Beaker with a secret sends HMAC-SHA1(secret, id) in hex (40) followed by its uuid4 id (32).
+_SIGNED_ID = re.compile(r"[0-9a-f]{72}")
 
 
 class SessionMiddleware:
@@ -44,6 +50,9 @@ class SessionMiddleware:
         self.environ_key = environ_key
         self._core_key = CORE_KEY if environ_key != CORE_KEY else CORE_KEY + ".core"
         self._webtest_varname = plan.webtest_varname
+        secret = plan.legacy_secret
+        self._legacy_secret = None if secret is None else secret.encode("utf-8")
+        self._cookie_prefix = plan.settings["cookie_name"] + "="
         settings = plan.settings
         self.cookie_defaults: tuple[str | None, str | None] = (
             settings.get("cookie_domain"), settings.get("cookie_path"))
@@ -52,6 +61,11 @@ class SessionMiddleware:
         self.store = self.core.store
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self._legacy_secret is not None:
+            cookie = environ.get("HTTP_COOKIE")
+            if cookie and self._cookie_prefix in cookie:
+                environ["HTTP_COOKIE"] = unsign_cookie(cookie, self._cookie_prefix,
+                                                       self._legacy_secret)
         return self.core(environ, start_response)
 
     def _inner(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -87,6 +101,28 @@ class SessionMiddleware:
     def close(self) -> None:
         """Close the store this middleware opened (and stop its purge thread)."""
         self.core.close()
+
+
+def unsign_cookie(header: str, prefix: str, secret: bytes) -> str:
+    """The ``Cookie`` header with a cookie that Beaker signed with ``secret`` replaced by the
+    bare old id it carries, so that ``legacy_ids`` finds the session ``satchel migrate`` copied.
+
+    Only a value whose signature verifies is unwrapped; anything else is left for satchel to
+    refuse as it refuses every malformed id.
+    """
+    parts = header.split(";")
+    for i, part in enumerate(parts):
+        name_value = part.strip()
+        if not name_value.startswith(prefix):
+            continue
+        value = name_value[len(prefix):].strip('"')
+        if _SIGNED_ID.fullmatch(value) is None:
+            continue
+        signature, old_id = value[:40], value[40:]
+        expected = hmac.new(secret, old_id.encode("ascii"), hashlib.sha1).hexdigest()
+        if hmac.compare_digest(signature, expected):
+            parts[i] = f" {prefix}{old_id}" if i else f"{prefix}{old_id}"
+    return ";".join(parts)
 
 
 def session_filter_factory(global_conf: Mapping[str, Any],

@@ -52,6 +52,9 @@ class Translation:
     settings: dict[str, Any] = field(default_factory=dict)
     auto: bool = False
     webtest_varname: str | None = None
+    #: Beaker's own ``secret``, kept as given, when ``legacy_ids`` must read the old cookies
+    #: Beaker signed with it (see :func:`satchel.compat.beaker.middleware.unsign_cookie`).
+    legacy_secret: str | None = None
 
 
 def collect(config: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,6 +107,8 @@ def translate(options: Mapping[str, Any]) -> Translation:
             "a cookie session lives in its cookie"
         )
     _timeouts(opts, settings)
+    if settings.get("legacy_ids"):
+        out.legacy_secret = _text("secret", opts.get("secret"))
     return out
 
 
