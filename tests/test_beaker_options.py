@@ -240,3 +240,36 @@ def test_session_object_api() -> None:
     assert store.count() == 0
     client.get("/read")
     assert seen["a"] is None and seen["is_new"] is True
+
+
+def test_sessions_reached_by_id_write_at_once() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        sessions = environ["beaker.session"]
+        step, _, sid = environ["PATH_INFO"].strip("/").partition("/")
+        if step == "new":
+            session = environ["beaker.get_session"]()
+            session["n"] = 1
+            session.save()
+            body = session.id
+        else:
+            found = sessions.get_by_id(sid)
+            assert found is not None
+            if step == "bump":
+                found["n"] += 1
+                found.save()
+            else:
+                found.delete()
+            body = "done"
+        start_response("200 OK", [])
+        return [body.encode()]
+
+    mw = SessionMiddleware(app, type="memory")
+    store = mw.store
+    client = TestApp(mw)
+    res = client.get("/new")
+    sid = res.text
+    assert res.headers.getall("Set-Cookie") == [] and store.load(sid) is not None
+    client.get(f"/bump/{sid}")
+    assert mw.get_by_id(sid)["n"] == 2
+    client.get(f"/delete/{sid}")
+    assert store.load(sid) is None and mw.get_by_id(sid) is None

@@ -31,9 +31,6 @@ PREFIXES = ("beaker.session.", "session.")
 TYPES = ("memory", "file", "dbm", "cookie", "ext:redis", "ext:rediscluster", "ext:memcached",
          "ext:database")
 
-# satchel's own options that Beaker lacks, accepted under the same prefixes.
-_PASSTHROUGH: dict[str, Callable[[str, Any], Any]] = {}
-
 # A session's idle expiry can be off (Beaker's default ``timeout = None``); satchel then keeps
 # its absolute lifetime, one day, unless a longer Beaker timeout asks for more.
 _DEFAULT_ABSOLUTE = 86400
@@ -318,13 +315,14 @@ def _passthrough_text(name: str, value: Any) -> str | None:
     return _text(name, value)
 
 
-_PASSTHROUGH.update({
+# satchel's own options that Beaker lacks, accepted under the same prefixes.
+_PASSTHROUGH: dict[str, Callable[[str, Any], Any]] = {
     "legacy_ids": _bool,
     "absolute_timeout": _passthrough_number,
     "touch_interval": _passthrough_number,
     "auto_purge_every": _passthrough_number,
     "on_unavailable": _passthrough_text,
-})
+}
 
 
 def _timeouts(opts: Mapping[str, Any], settings: dict[str, Any]) -> None:

@@ -142,9 +142,10 @@ class Session(MutableMapping[str, Any]):
         self._engine.commit(self._core)
 
     def delete(self) -> None:
-        """Delete the stored session and expire the client's cookie."""
+        """Delete the stored session now."""
         self._core.invalidate()
         self._dirty = True
+        self._engine.commit(self._core)
 
     def invalidate(self) -> None:
         """Drop the session: its record is deleted, and what is written after starts a new
@@ -179,6 +180,11 @@ class SessionObject(Session):
         if not accessed_only:
             self._core.save()
             self._dirty = True
+
+    def delete(self) -> None:
+        """Delete the stored session and expire the client's cookie, as the response starts."""
+        self._core.invalidate()
+        self._dirty = True
 
     def persist(self) -> None:
         """Beaker's middleware calls this as the response starts.  satchel's middleware saves
