@@ -148,6 +148,7 @@ def test_short_keys_are_stretched_with_a_warning(caplog: pytest.LogCaptureFixtur
     ({"type": "ext:database", "url": "sqlite:///s.db", "table_name": "t"}, "table_name"),
     ({"type": "memory", "table_name": "t"}, "table_name"),
     ({"type": "ext:memcached", "url": "h:1", "memcache_module": "pylibmc"}, "memcache_module"),
+    ({"type": "memory", "memcache_module": "pylibmc"}, "memcache_module"),
     ({"type": "memory", "encrypt_key": "e" * 16}, "encrypt_key"),
     ({"type": "cookie"}, "validate_key"),
     ({"type": "cookie", "validate_key": "v" * 16, "use_cookies": "false"}, "use_cookies"),

@@ -357,7 +357,7 @@ def _store(opts: Mapping[str, Any], settings: dict[str, Any]) -> None:
     kind_l = kind.lower()
     if table is not None and kind_l != "ext:database":
         raise ConfigurationError("Beaker option table_name applies only to type = ext:database")
-    if module not in (None, "auto") and kind_l == "ext:memcached":
+    if module not in (None, "auto"):
         raise ConfigurationError(
             f"Beaker option memcache_module = {module!r} is not supported: satchel talks to "
             "memcached through pymemcache (pip install 'satchel[memcached]')"
