@@ -213,7 +213,7 @@ def test_session_object_api() -> None:
             session.regenerate_id()
             seen["new"] = session.id
         elif step == "/read":
-            seen.update(a=session.get("a"), is_new=session.is_new,
+            seen.update(a=session.get("a"), is_new=session.is_new, copy=session.copy(),
                         created=session.created, last=session.last_accessed,
                         keys=sorted(session))
         elif step == "/delete":
@@ -231,7 +231,7 @@ def test_session_object_api() -> None:
     assert (seen["domain"], seen["path"], seen["has"]) == (None, "/", True)
     client.get("/read")
     assert seen["a"] == 1 and seen["is_new"] is False and seen["last"] >= seen["created"]
-    assert seen["keys"] == ["a"]
+    assert seen["keys"] == ["a"] and seen["copy"] == {"a": 1}
     client.get("/regenerate")
     assert seen["new"] != seen["old"]
     assert store.load(seen["old"]) is None  # the old id is dead: no fixation

@@ -68,6 +68,10 @@ class Session(MutableMapping[str, Any]):
         # ``if not session`` to test what get_by_id() returned.
         return True
 
+    def copy(self) -> dict[str, Any]:
+        """A plain dict of the values (Beaker's sessions are dicts)."""
+        return dict(self._core.items())
+
     def has_key(self, key: str) -> bool:
         """Beaker's (and Python 2's) spelling of ``key in session``."""
         return key in self._core
