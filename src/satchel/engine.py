@@ -2,8 +2,14 @@
 
 The engine opens sessions (lazily: the store is read on the application's first touch), and at
 the end of the request asks the manager for a decision and carries it out against the store.
-Front doors hold an engine and stay thin; the async front door runs the same engine methods
-through a thread offload.
+
+Like the manager it does no I/O itself: it names each store call it needs as an :data:`Op`
+(method name, arguments) and takes back the result or the exception.  Committing is a *step*, a
+generator that yields its calls; :func:`run` walks it against a sync store and
+:func:`run_async` against an async one.  Loading is never more than one call, so it is a pair,
+:meth:`~SessionEngine.load_step` and :meth:`~SessionEngine.loaded` (no generator on every
+request's hot path).  WSGI and ASGI thus share every rule here; ``load`` and ``commit`` are the
+sync entry points.
 
 A client-side store (``store.client_side``) holds no records by id: the client's value is opened
 instead of loaded, and every save or touch seals the whole session into a new value to set.
@@ -13,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
 
 from .codec import Codec
 from .errors import StoreUnavailable
@@ -24,12 +30,54 @@ from .record import Changes, SessionMeta, SessionRecord
 from .session import EXPIRY_KEY, Opener, Session, stored_lifetime
 from .stores.base import Store, is_client_side
 
-__all__ = ["FAIL_CLOSED", "FAIL_OPEN", "SessionEngine"]
+__all__ = ["FAIL_CLOSED", "FAIL_OPEN", "Op", "SessionEngine", "Step", "call_async", "run",
+           "run_async"]
 
 log = logging.getLogger("satchel")
 
 FAIL_CLOSED = "fail_closed"
 FAIL_OPEN = "fail_open"
+
+T = TypeVar("T")
+
+# A store call: the method's name and its arguments.  A store's sync and async faces share
+# method names, so one step serves both.
+Op = tuple[str, tuple[Any, ...]]
+Step = Generator[Op, Any, T]
+
+
+def run(step: Step[T], store: Any) -> T:
+    """Walk ``step`` to its end, making each store call it asks for on a sync store."""
+    try:
+        op = step.send(None)
+        while True:
+            try:
+                reply = getattr(store, op[0])(*op[1])
+            except Exception as exc:  # raised in the step, where it asked for the call
+                op = step.throw(exc)
+            else:
+                op = step.send(reply)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def run_async(step: Step[T], store: Any) -> T:
+    """Walk ``step`` to its end, awaiting each store call it asks for on an async store."""
+    try:
+        op = step.send(None)
+        while True:
+            reply, failure = await call_async(store, op)
+            op = step.send(reply) if failure is None else step.throw(failure)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def call_async(store: Any, op: Op) -> tuple[Any, Exception | None]:
+    """Make one call on an async store: its result, or the exception it raised."""
+    try:
+        return await getattr(store, op[0])(*op[1]), None
+    except Exception as exc:
+        return None, exc
 
 
 class SessionEngine:
@@ -67,45 +115,66 @@ class SessionEngine:
         return Session(self.codec, self.clock(), opener, request)
 
     def load(self, session: Session, raw_id: str | None, fetch: bool = True) -> bool:
-        """Fill ``session`` from the store, given the value the client sent (unvalidated).
+        """Fill ``session`` from the sync store: :meth:`load_step`, its call, :meth:`loaded`."""
+        op = self.load_step(session, raw_id, fetch)
+        if type(op) is bool:
+            return op
+        try:
+            found = getattr(self.store, op[0])(*op[1])
+        except Exception as exc:
+            return self.loaded(session, raw_id, op, None, exc)
+        return self.loaded(session, raw_id, op, found)
+
+    def load_step(self, session: Session, raw_id: str | None, fetch: bool = True) -> bool | Op:
+        """Start filling ``session``, given the value the client sent (unvalidated).
 
         The value is an id, or for a client-side store the sealed session itself.  With
         ``fetch`` false only the id is learnt (no I/O), for a request that only writes.
-        Returns True once nothing is left to read.
+        Returns True once nothing is left to read, False when only the id was wanted, or
+        the one store call to make, whose outcome goes to :meth:`loaded`.
         """
         manager = self.manager
-        sealer = self.sealer
         session._policy = manager
-        record: SessionRecord | None
-        legacy = False
-        try:
-            if sealer is None:
-                if session._identified and fetch:
-                    sid = session.client_id
-                else:
-                    sid = session.client_id = manager.client_id(raw_id)
-                if sid is None:
-                    _issue(manager, session)
-                    return True
-                # An old system's id, mapped by the manager: read at once, even for a request
-                # that only writes, so the session is rotated before anything is written to it.
-                legacy = sid != raw_id
-                if not fetch and not legacy:
-                    return False
-                record = self.store.load(sid)
-            else:
-                opened = sealer.open(raw_id, session._now) if raw_id else None
-                if opened is None:
-                    return True
-                sid, record = opened
-                session.client_id = sid
-        except StoreUnavailable as exc:
-            if not self.fail_open:
-                raise
+        if self.sealer is not None:
+            return ("open", (raw_id, session._now)) if raw_id else True
+        if session._identified and fetch:
+            sid = session.client_id
+        else:
+            sid = session.client_id = manager.client_id(raw_id)
+        if sid is None:
+            _issue(manager, session)
+            return True
+        # An old system's id, mapped by the manager: read at once, even for a request that
+        # only writes, so the session is rotated before anything is written to it.
+        if not fetch and sid == raw_id:
+            return False
+        return ("load", (sid,))
+
+    def loaded(self, session: Session, raw_id: str | None, op: Op, found: Any,
+               failure: Exception | None = None) -> bool:
+        """Finish the load :meth:`load_step` began, with its call's result or exception.
+
+        Raises ``failure`` unless the policy serves the request without its session
+        (``fail_open`` and the store unavailable).  Returns True: nothing is left to read.
+        """
+        if failure is not None:
+            if not (self.fail_open and isinstance(failure, StoreUnavailable)):
+                raise failure
             log.warning("session store unavailable (%s); serving this request without its "
-                        "session", exc)
+                        "session", failure)
             session._degraded = True
             return True
+        manager = self.manager
+        record: SessionRecord | None
+        if self.sealer is not None:
+            if found is None:
+                return True
+            sid, record = found
+            session.client_id = sid
+            legacy = False
+        else:
+            sid, record = op[1][0], found
+            legacy = sid != raw_id
         if record is not None and EXPIRY_KEY in record.data:
             record = manager.accept(record, session._now, stored_lifetime(self.codec, record.data))
         else:
@@ -129,10 +198,19 @@ class SessionEngine:
 
     def commit(self, session: Session, *, failed: bool = False,
                overhead: Callable[[Decision], int] | None = None) -> Decision:
-        """Decide and carry out the end of the request; return the decision to render.
+        """End the request on the sync store: :meth:`commit_step` walked by :func:`run`."""
+        step = self.commit_step(session, failed, overhead)
+        return step if isinstance(step, Decision) else run(step, self.store)
 
-        Safe to call more than once (a streaming response may change the session after the
-        headers left): each call sends only what changed since the previous one.
+    def commit_step(self, session: Session, failed: bool = False,
+                    overhead: Callable[[Decision], int] | None = None
+                    ) -> Step[Decision] | Decision:
+        """Decide the end of the request: the decision, or the step that carries it out.
+
+        A decision that needs no store call (most read-only requests) is returned at once;
+        else the step makes the calls and returns the decision to render.  Safe to call more
+        than once (a streaming response may change the session after the headers left):
+        each call sends only what changed since the previous one.
 
         Args:
             overhead: for a client-side store, the bytes the transport will add around the
@@ -144,17 +222,20 @@ class SessionEngine:
         decision = self.manager.finish(session, self.clock(), failed=failed)
         if decision.action is Action.NOTHING and not decision.discard:
             return decision
-        store = self.store
-        sealer = self.sealer
+        return self._carry_out(session, decision, overhead)
+
+    def _carry_out(self, session: Session, decision: Decision,
+                   overhead: Callable[[Decision], int] | None) -> Step[Decision]:
         discard = decision.discard
         try:
             action = decision.action
-            if sealer is not None and action in (Action.SAVE, Action.TOUCH):
+            if self.sealer is not None and action in (Action.SAVE, Action.TOUCH):
                 # The client holds the session: writing it means sealing all of it anew.
                 sid, meta = _target(decision)
                 changes = decision.changes
                 data = session._orig if changes is None else changes.apply(session._orig)
-                token = sealer.seal(sid, data, meta, 0 if overhead is None else overhead(decision))
+                token = yield ("seal", (sid, data, meta,
+                                        0 if overhead is None else overhead(decision)))
                 # A SAVE or TOUCH decision is made fresh for this request: ours to complete.
                 decision.cookie = CookieOp.SET
                 decision.token = token
@@ -166,10 +247,11 @@ class SessionEngine:
                 if moved_from is not None and changes is not None:
                     # A rotation moves the stored session, with what other requests wrote to
                     # it meanwhile, rather than saving a copy and deleting the old one.
-                    done = store.move(moved_from, sid, _since_load(session._orig, changes), meta)
+                    done = yield ("move", (moved_from, sid, _since_load(session._orig, changes),
+                                           meta))
                     discard = ()
                 else:
-                    done = changes is None or store.save(sid, changes, meta)
+                    done = changes is None or (yield ("save", (sid, changes, meta)))
                 if not done:
                     # Deleted by a concurrent request (a logout): do not bring it back.
                     log.info("session vanished before its changes were saved; not recreating it")
@@ -180,19 +262,20 @@ class SessionEngine:
             elif action is Action.UPDATE:
                 sid, meta = _target(decision)
                 changes = decision.changes
-                if changes is not None and not store.update(
+                if changes is not None and not (yield ("update", (
                     sid, changes, meta.accessed, meta.expires, self.manager.absolute_timeout
-                ):
+                ))):
                     # Expired, deleted or never stored: what was written starts a new session.
                     session._found_absent(sid if self.manager.adopts(sid, session._now) else None)
-                    return self.commit(session, overhead=overhead)
+                    again = self.commit_step(session, False, overhead)
+                    return again if isinstance(again, Decision) else (yield from again)
                 session._flushed()
             elif action is Action.TOUCH:
                 sid, meta = _target(decision)
-                store.touch(sid, meta.accessed, meta.expires)
+                yield ("touch", (sid, meta.accessed, meta.expires))
                 session._accessed = meta.accessed
             for old in discard:
-                store.delete(old)
+                yield ("delete", (old,))
             session._discard = []
             if action is Action.DELETE:
                 session._found_absent(None)
