@@ -61,7 +61,16 @@ def remember(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
+def logged_out_meanwhile(request: HttpRequest) -> HttpResponse:
+    request.session["n"] = request.session.get("n", 0)  # loaded
+    # A concurrent request (a logout elsewhere) deletes this session before this one saves.
+    type(request.session)(request.session.session_key).delete()
+    request.session["n"] += 1
+    return HttpResponse("saved?")
+
+
 urlpatterns = [
+    path("race", logged_out_meanwhile),
     path("count", count),
     path("read", read),
     path("write", write),

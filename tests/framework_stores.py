@@ -25,6 +25,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'sessions.db'}"
     elif request.param == "redis":
         server = request.getfixturevalue("redis_server")
+        if server.proc is None:  # an outage test stopped it
+            server.start()
         server.flush()
         yield server.url
     else:

@@ -132,6 +132,18 @@ def test_concurrent_logout_interrupts_a_save(store_url: str) -> None:
         first.save()
 
 
+@SERVER_SIDE
+def test_a_session_deleted_meanwhile_is_session_interrupted(
+        store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    client = Client()
+    client.get("/count")
+    key = client.cookies["sessionid"].value
+    # Django's middleware turns the store's UpdateError into SessionInterrupted: a 400.
+    assert client.get("/race").status_code == 400
+    assert "session was deleted before the request completed" in caplog.text
+    assert not satchel_django.engine().store.exists(key)  # not brought back
+
+
 def test_async_methods(store_url: str) -> None:
     async def scenario() -> tuple[object, object, bool]:
         s = satchel_django.SessionStore()

@@ -78,3 +78,6 @@ def test_pyramid_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert app.get("/login/ann").follow().text == "visit 2, logged in as ann. Welcome, ann."
     assert app.cookies["satchel"] != before
     assert app.get("/logout").follow().text == "visit 1, logged in as nobody."
+    from pyramid.interfaces import ISessionFactory
+
+    app.app.registry.queryUtility(ISessionFactory).close()

@@ -39,6 +39,11 @@ def make_app(store: Any, *, login: bool = True, **config: Any) -> flask.Flask:
         flask.session["n"] = flask.session.get("n", 0) + 1
         return str(flask.session["n"])
 
+    @app.route("/only_write")
+    def only_write() -> str:
+        flask.session["w"] = 1  # never read: a blind write, no store call before the save
+        return "written"
+
     @app.route("/nothing")
     def nothing() -> str:
         return "no session here"
@@ -259,4 +264,21 @@ def test_init_app_reads_the_store_url_from_config(tmp_path: Any) -> None:
         assert [client.get("/").text for _ in range(2)] == ["1", "2"]
         assert (tmp_path / "cfg.db").exists()
     finally:
+        app.extensions["satchel"].close()
+
+
+@pytest.mark.parametrize("store_url", ["redis"], indirect=True)
+def test_a_store_outage_answers_503(store_url: str, redis_server: Any) -> None:
+    app = make_app(store_url, login=False)
+    client = app.test_client()
+    try:
+        assert client.get("/count").text == "1"
+        redis_server.stop()
+        for path in ("/count", "/only_write"):  # the read fails; the save fails
+            resp = client.get(path)
+            assert resp.status_code == 503 and resp.headers["Retry-After"] == "5", path
+            assert "Set-Cookie" not in resp.headers
+        assert client.get("/nothing").text == "no session here"  # untouched: unaffected
+    finally:
+        redis_server.start()
         app.extensions["satchel"].close()

@@ -171,33 +171,42 @@ def test_exception_view_saves_nothing(app: webtest.TestApp) -> None:
     assert app.get("/count").text == "2"
 
 
-def test_include_reads_satchel_settings(tmp_path: Any) -> None:
+def test_include_reads_satchel_settings(tmp_path: Any, apps: list[webtest.TestApp]) -> None:
     settings = {"satchel.store": f"sqlite:///{tmp_path / 'p.db'}",
                 "satchel.cookie_name": "pyr", "satchel.idle_timeout": "600",
                 "satchel.persistent": "true", "satchel.cookie_secure": "none"}
-    with Configurator(settings=settings) as config:
-        config.include("satchel.integrations.pyramid")
-        views(config)
-        app = webtest.TestApp(config.make_wsgi_app())
+    app = included_app(settings, apps)
     resp = app.get("/count")
     assert "pyr=" in resp.headers["Set-Cookie"] and "Max-Age=600" in resp.headers["Set-Cookie"]
     assert app.get("/count").text == "2"
     assert (tmp_path / "p.db").exists()
 
 
-def beaker_app(settings: dict[str, str]) -> webtest.TestApp:
+@pytest.fixture
+def apps() -> Iterator[list[webtest.TestApp]]:
+    """Applications made by include; their session factories' stores are closed after."""
+    made: list[webtest.TestApp] = []
+    yield made
+    for app in made:
+        app.app.registry.queryUtility(ISessionFactory).close()
+
+
+def included_app(settings: dict[str, str], made: list[webtest.TestApp]) -> webtest.TestApp:
     with Configurator(settings=settings) as config:
         config.include("satchel.integrations.pyramid")
         views(config)
-        return webtest.TestApp(config.make_wsgi_app())
+        app = webtest.TestApp(config.make_wsgi_app())
+    made.append(app)
+    return app
 
 
-def test_pyramid_beaker_settings_switch_with_one_include(tmp_path: Any) -> None:
+def test_pyramid_beaker_settings_switch_with_one_include(
+        tmp_path: Any, apps: list[webtest.TestApp]) -> None:
     # An application configured for pyramid_beaker, with only its include changed.
-    app = beaker_app({"session.type": "file", "session.data_dir": str(tmp_path / "sessions"),
+    app = included_app({"session.type": "file", "session.data_dir": str(tmp_path / "sessions"),
                       "session.key": "mysession", "session.secret": SECRET,
                       "session.timeout": "600", "session.cookie_expires": "true",
-                      "session.httponly": "true", "session.secure": "false"})
+                      "session.httponly": "true", "session.secure": "false"}, apps)
     resp = app.get("/count")
     cookie = resp.headers["Set-Cookie"]
     assert cookie.startswith("mysession=") and "HttpOnly" in cookie and "Max-Age" not in cookie
@@ -205,19 +214,48 @@ def test_pyramid_beaker_settings_switch_with_one_include(tmp_path: Any) -> None:
     assert any((tmp_path / "sessions").rglob("*"))  # kept by the file store in data_dir
 
 
-def test_pyramid_beaker_redis_and_cookie_types(redis_server: Any) -> None:
+def test_pyramid_beaker_redis_and_cookie_types(redis_server: Any,
+                                               apps: list[webtest.TestApp]) -> None:
     redis_server.flush()
     address = redis_server.url.split("://", 1)[1]
-    redis_app = beaker_app({"session.type": "ext:redis", "session.url": address,
-                            "session.key": "s"})
+    redis_app = included_app({"session.type": "ext:redis", "session.url": address,
+                              "session.key": "s"}, apps)
     assert [redis_app.get("/count").text for _ in range(2)] == ["1", "2"]
-    cookie_app = beaker_app({"session.type": "cookie", "session.validate_key": SECRET,
-                             "beaker.session.key": "c"})
+    cookie_app = included_app({"session.type": "cookie", "session.validate_key": SECRET,
+                               "beaker.session.key": "c"}, apps)
     assert [cookie_app.get("/count").text for _ in range(2)] == ["1", "2"]
     assert len(cookie_app.cookies["c"]) > 100  # the session itself, sealed
 
 
-def test_satchel_settings_win_over_beaker_settings(tmp_path: Any) -> None:
-    app = beaker_app({"session.type": "memory", "session.key": "beaker_name",
-                      "satchel.cookie_name": "satchel_name"})
+def test_satchel_settings_win_over_beaker_settings(apps: list[webtest.TestApp]) -> None:
+    app = included_app({"session.type": "memory", "session.key": "beaker_name",
+                        "satchel.cookie_name": "satchel_name"}, apps)
     assert app.get("/count").headers["Set-Cookie"].startswith("satchel_name=")
+
+
+def test_a_store_outage_answers_503(redis_server: Any, apps: list[webtest.TestApp]) -> None:
+    if redis_server.proc is None:
+        redis_server.start()
+    redis_server.flush()
+    settings = {"satchel.store": redis_server.url}
+    with Configurator(settings=settings) as config:
+        config.include("satchel.integrations.pyramid")
+        views(config)
+
+        def only_write(request: Request) -> Response:
+            request.session["w"] = 1  # never read: the store is first called by the save
+            return Response("written")
+
+        config.add_route("only_write", "/only_write")
+        config.add_view(only_write, route_name="only_write")
+        app = webtest.TestApp(config.make_wsgi_app())
+    apps.append(app)
+    try:
+        assert app.get("/count").text == "1"
+        redis_server.stop()
+        for path in ("/count", "/only_write"):  # the read fails; the save fails
+            resp = app.get(path, status=503)
+            assert resp.headers["Retry-After"] == "5" and "Set-Cookie" not in resp.headers
+        assert app.get("/nothing").text == "no session"
+    finally:
+        redis_server.start()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SessionInterface, SessionMixin
 
+from ..errors import StoreUnavailable
 from ..keys import SecretLike
 from ..session import Session
 from ..stores import Store, takes_secret
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["FlaskSession", "Satchel", "SatchelSessionInterface"]
 
 _DOOR_KEY = "satchel"
+_UNAVAILABLE = "Service Unavailable: the session store cannot be reached.\n"
 
 
 class FlaskSession(SessionMixin):
@@ -130,8 +132,13 @@ class SatchelSessionInterface(SessionInterface):
         from flask import request
 
         # As Django does: a server error saves nothing (satchel's rule for a failed request).
-        headers = self.door.finish(session.satchel, request.environ,
-                                   failed=response.status_code >= 500)
+        try:
+            headers = self.door.finish(session.satchel, request.environ,
+                                       failed=response.status_code >= 500)
+        except StoreUnavailable:
+            # As satchel's middleware does when a save fails before the response left.
+            _unavailable_response(response)
+            return
         for name, value in headers:
             if name == "Vary":
                 response.vary.add(value)
@@ -188,7 +195,22 @@ class Satchel:
         door = Door(store, secret, **options)
         app.session_interface = SatchelSessionInterface(door)
         app.extensions[_DOOR_KEY] = door
+        app.register_error_handler(StoreUnavailable, _unavailable)
         _rotate_on_login(app)
+
+
+def _unavailable(error: StoreUnavailable) -> tuple[str, int, dict[str, str]]:
+    """A store outage while the session was read: 503, as from satchel's middleware."""
+    return _UNAVAILABLE, 503, {"Retry-After": "5", "Cache-Control": "no-store",
+                               "Content-Type": "text/plain; charset=utf-8"}
+
+
+def _unavailable_response(response: Response) -> None:
+    body, status, headers = _unavailable(StoreUnavailable())
+    response.status_code = status
+    response.set_data(body)
+    for name, value in headers.items():
+        response.headers[name] = value
 
 
 def _rotate_on_login(app: Flask) -> None:

@@ -25,6 +25,7 @@ from pyramid.interfaces import ISession, ISessionFactory
 from zope.interface import implementer
 
 from ..config import Settings
+from ..errors import StoreUnavailable
 from ..keys import SecretLike
 from ..session import CSRF_KEY, FLASH_KEY, Session
 from ..stores import Store
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from pyramid.response import Response
 
 __all__ = ["PyramidSession", "SatchelSessionFactory", "includeme",
-           "session_factory_from_settings", "settings_options"]
+           "session_factory_from_settings", "settings_options", "unavailable_view"]
 
 PREFIX = "satchel."
 #: pyramid_beaker's prefixes: its users switch by changing one include.
@@ -168,7 +169,13 @@ class SatchelSessionFactory:
 
         def finish(request: Request, response: Response) -> None:
             failed = not save_on_exception and getattr(request, "exception", None) is not None
-            for name, value in door.finish(session, request.environ, failed=failed):
+            try:
+                headers = door.finish(session, request.environ, failed=failed)
+            except StoreUnavailable:
+                # As satchel's middleware does when a save fails before the response left.
+                _unavailable(response)
+                return
+            for name, value in headers:
                 if name == "Vary":
                     vary = list(response.vary or ())
                     if value not in vary:
@@ -181,6 +188,23 @@ class SatchelSessionFactory:
     def close(self) -> None:
         """Close the store if this factory opened it."""
         self.door.close()
+
+
+def _unavailable(response: Response) -> None:
+    response.status = "503 Service Unavailable"
+    response.content_type = "text/plain"
+    response.text = "Service Unavailable: the session store cannot be reached.\n"
+    response.headers["Retry-After"] = "5"
+    response.headers["Cache-Control"] = "no-store"
+
+
+def unavailable_view(exc: StoreUnavailable, request: Request) -> Response:
+    """The exception view for a store outage while a session is read: 503."""
+    from pyramid.response import Response
+
+    response = Response()
+    _unavailable(response)
+    return response
 
 
 def settings_options(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,5 +271,6 @@ def session_factory_from_settings(settings: Mapping[str, Any]) -> SatchelSession
 def includeme(config: Configurator) -> None:
     """``config.include("satchel.integrations.pyramid")``: a session factory from the
     ``satchel.*`` settings (``satchel.store = redis://...``, ``satchel.idle_timeout = 3600``),
-    or from pyramid_beaker's ``session.*`` settings."""
+    or from pyramid_beaker's ``session.*`` settings; a store outage answers 503."""
     config.set_session_factory(session_factory_from_settings(config.get_settings()))
+    config.add_view(unavailable_view, context=StoreUnavailable)
