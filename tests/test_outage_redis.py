@@ -4,8 +4,10 @@ frozen) mid-test; untouched sessions are unaffected, touched ones fail closed (5
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -137,3 +139,30 @@ def test_by_default_a_frozen_server_fails_a_request_within_a_second(server: Redi
         started = time.monotonic()
         assert request(mw, "/write", cookie)[2] == b"2"  # recovered at once
         assert time.monotonic() - started < 0.5
+
+
+def test_two_hundred_threads_on_a_frozen_server_fail_within_the_timeout(
+        server: RedisServer) -> None:
+    """Requests queued for a connection give up as soon as one times out: a silent server
+    fails every request within about the timeout, however many are waiting."""
+    with fresh_store(server) as store:  # the default timeouts (1 s), 50 connections
+        mw = satchel.SessionMiddleware(app, store=store)
+        cookie = login(mw)
+        threads = 200
+        start = threading.Barrier(threads)
+
+        def one(_: int) -> tuple[str, float]:
+            start.wait(30)
+            began = time.monotonic()
+            status = request(mw, "/read", cookie)[0]
+            return status, time.monotonic() - began
+
+        server.freeze()
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                answers = list(pool.map(one, range(threads)))
+        finally:
+            server.thaw()
+        assert {status for status, _ in answers} == {"503 Service Unavailable"}
+        assert max(elapsed for _, elapsed in answers) < 1.8
+        assert request(mw, "/write", cookie)[2] == b"2"

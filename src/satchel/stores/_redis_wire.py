@@ -207,8 +207,9 @@ class Connections:
       timeouts and TLS) and stay on this list of idle ones instead of going back after each
       command.  ``list.pop``/``append`` are atomic, so threads share the list without a lock
       and each connection serves one thread at a time.  At most ``limit`` are made; when all
-      are busy a caller waits up to ``timeout`` for one to come back (so a threaded server
-      with more threads than connections queues instead of failing), then gets a timeout.  A
+      are busy a caller waits for one to come back (so a threaded server with more threads
+      than connections queues instead of failing): while others finish, up to ``timeout``
+      between two that do, and no longer once a command has timed out (see :meth:`_take`).  A
       waiter counts itself (``_waiting``) before it looks at the list, and whoever gives a
       connection back looks at the count after the append: either the waiter finds the
       connection, or it is counted and notified.  A thread that ends leaks nothing.
@@ -222,8 +223,8 @@ class Connections:
       connections from the pool, which resets itself in the child.
     """
 
-    __slots__ = ("_cond", "_idle", "_limit", "_lock", "_made", "_pid", "_pool", "_timeout",
-                 "_waiting")
+    __slots__ = ("_cond", "_given", "_idle", "_limit", "_lock", "_made", "_pid", "_pool",
+                 "_silent_at", "_timeout", "_waiting")
 
     def __init__(self, pool: ConnectionPool, limit: int, timeout: float) -> None:
         self._pool = pool
@@ -235,6 +236,8 @@ class Connections:
         self._idle: list[Any] = []
         self._made = 0
         self._waiting = 0
+        self._given = 0  # connections given back while someone waited
+        self._silent_at = -1.0  # when a command last timed out (monotonic)
 
     def call(self, *args: str | int | float, decode: bool = True) -> Any:
         """Send one command and return its raw reply (RESP2: HGETALL answers a flat list);
@@ -261,6 +264,10 @@ class Connections:
                     disable_decoding=True)
         except ResponseError:
             raise  # an error reply was read whole: the connection is still in step
+        except RedisTimeoutError:
+            self._silent_at = time.monotonic()  # waiters for a connection give up now
+            conn.disconnect()
+            raise
         except BaseException:
             conn.disconnect()
             raise
@@ -268,16 +275,26 @@ class Connections:
             idle.append(conn)
             if self._waiting:
                 with self._cond:
-                    self._cond.notify()
+                    self._given += 1
+                    self._cond.notify()  # one waiter; the others see the count when they wake
 
     def _take(self) -> Any:
-        """An idle connection, a new one while fewer than ``limit`` exist, or one given back
-        within ``timeout``."""
+        """An idle connection, a new one while fewer than ``limit`` exist, or one given back.
+
+        A waiter waits while the queue moves: it gives up after ``timeout`` without any
+        connection coming back, or at once when a command times out meanwhile (the server
+        stopped answering), so a busy server queues its requests and a silent one fails them
+        within about the timeout.
+        """
         with self._cond:
             self._waiting += 1
             try:
-                deadline = time.monotonic() + self._timeout
+                began = time.monotonic()
+                deadline = began + self._timeout
+                given = self._given
                 while True:
+                    if self._silent_at >= began:  # a command timed out while we waited
+                        raise RedisTimeoutError("the server stopped answering")
                     try:
                         return self._idle.pop()
                     except IndexError:
@@ -285,12 +302,15 @@ class Connections:
                     if self._made < self._limit:
                         self._made += 1
                         break
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    now = time.monotonic()
+                    if self._given != given:  # another request finished: progress
+                        given = self._given
+                        deadline = now + self._timeout
+                    if now >= deadline:
                         raise RedisTimeoutError(
                             f"no free connection within {self._timeout:g} s "
                             f"(max_connections={self._limit})")
-                    self._cond.wait(remaining)
+                    self._cond.wait(deadline - now)
             finally:
                 self._waiting -= 1
         try:
@@ -298,6 +318,7 @@ class Connections:
         except BaseException:
             with self._cond:
                 self._made -= 1
+                self._silent_at = time.monotonic()  # no connection to be had: nor for waiters
                 self._cond.notify()
             raise
 
