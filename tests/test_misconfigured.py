@@ -18,6 +18,7 @@ import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -279,3 +280,38 @@ def test_a_store_path_under_a_regular_file_is_misconfigured(tmp_path: Path) -> N
         satchel.open_store(f"sqlite:///{regular}/sessions.db")
     result = cli("setup", f"sqlite:///{regular}/sessions.db")
     assert result.returncode == 2 and "refuses satchel's settings: Not a directory" in result.stderr
+
+
+# -- commands that read a SQL store never create its table ---------------------------------------
+
+
+def check_read_commands_refuse_a_missing_table(url: str, label: str, exists: Any) -> None:
+    for command in ("count", "purge"):
+        result = cli(command, url)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"satchel: error: {label} at ")
+        assert result.stderr.endswith(": no store: table 't_missing' does not exist "
+                                      "(satchel setup URL, or store.setup(), creates it)\n")
+    assert not exists()
+    assert cli("setup", url).returncode == 0
+    assert exists()
+    assert cli("count", url).stdout == "0\n"
+
+
+def test_reading_a_postgres_store_without_its_table(pg: PostgresServer) -> None:
+    def exists() -> bool:
+        with psycopg.connect(pg.url) as conn:
+            row = conn.execute("SELECT to_regclass('t_missing') IS NOT NULL").fetchone()
+        return row == (True,)
+
+    check_read_commands_refuse_a_missing_table(pg.url + "?table=t_missing", "PostgreSQL",
+                                               exists)
+
+
+def test_reading_a_mysql_store_without_its_table(mariadb: MariaDBServer) -> None:
+    def exists() -> bool:
+        with mariadb.root() as root, root.cursor() as cur:
+            return bool(cur.execute("SHOW TABLES FROM satchel LIKE 't_missing'"))
+
+    check_read_commands_refuse_a_missing_table(mariadb.url + "?table=t_missing", "MySQL",
+                                               exists)

@@ -50,7 +50,7 @@ _TAKES_SECRET: set[str] = {"cookie"}
 
 # Schemes whose stores make their storage on first use (a directory, a file, a table), and so
 # take ``create=False`` to open only one that exists.
-_CREATES: set[str] = {"file", "sqlite"}
+_CREATES: set[str] = {"file", "sqlite", "postgresql", "postgres", "mysql", "mariadb"}
 
 
 def register_scheme(scheme: str, factory: str, *, takes_secret: bool = False,
@@ -82,9 +82,9 @@ def open_store(url: str, *, create: bool = True, **options: Any) -> Store:
     ``memory://``, ``file:///abs/dir``, ``sqlite:///relative.db``, ``sqlite:////abs.db``,
     ``redis://host:6379/0``, ``postgresql://...``, ``mysql://...``, ``memcached://host:port``,
     ``cookie://``.  Query parameters and ``options`` become the store's keyword arguments.
-    ``create=False`` opens only a store that exists, for tools that read one: a file or SQLite
-    store whose directory or database is missing raises instead of being made empty (stores
-    with nothing to create ignore it).
+    ``create=False`` opens only a store that exists, for tools that read one: a missing
+    directory, database file or table raises instead of being made empty (stores with nothing
+    to create ignore it).
 
     Raises:
         ValueError: (``ConfigurationError``) for a malformed URL, an unknown scheme, a store

@@ -49,7 +49,7 @@ from urllib.parse import SplitResult, unquote
 import pymysql  # type: ignore[import-untyped]
 from pymysql.constants import CLIENT  # type: ignore[import-untyped]
 
-from ..errors import ConfigurationError, SatchelError, StoreTimeout
+from ..errors import ConfigurationError, SatchelError, StoreMisconfigured, StoreTimeout
 from ..record import Changes, SessionMeta, SessionRecord, stored_record, unreadable
 from ._faults import misconfigured, unavailable
 from .base import BaseStore, now_or, url_options
@@ -63,6 +63,7 @@ _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}\Z")
 _LOST = frozenset({2006, 2013, 2055})  # server gone away, lost connection, lost (SSL)
 _DEADLOCK = 1213
 _LOCK_WAIT = 1205
+_NO_TABLE = 1146
 # Errors that mean the settings are wrong, not the server down: access denied (1045, 1698 for
 # unix_socket authentication), no such database or no right to it (1044, 1049), a command or
 # table denied (1142, 1143, 1227), an authentication method the client lacks (1251, 1524, 2059).
@@ -81,6 +82,8 @@ class MySQLStore(BaseStore):
             session's ``innodb_lock_wait_timeout``, rounded up).
         pool_timeout: seconds to wait for a free pooled connection; default ``connect_timeout``.
         connect_args: further keyword arguments for ``pymysql.connect`` (``ssl``, ...).
+        create: False never creates the table (for tools that read a store): a missing one
+            is a ``StoreMisconfigured`` naming it.
     """
 
     thread_safe = True
@@ -92,7 +95,7 @@ class MySQLStore(BaseStore):
                  unix_socket: str | None = None, table: str = "satchel_sessions",
                  min_size: int = 1, max_size: int = 10, connect_timeout: float = 2.0,
                  timeout: float = 5.0, pool_timeout: float | None = None,
-                 connect_args: dict[str, Any] | None = None) -> None:
+                 connect_args: dict[str, Any] | None = None, create: bool = True) -> None:
         if not _TABLE.match(table):
             raise ConfigurationError("MySQLStore: table must be letters, digits, underscores")
         if not (isinstance(min_size, int) and isinstance(max_size, int)
@@ -115,7 +118,7 @@ class MySQLStore(BaseStore):
             **(connect_args or {}),
         }
         self._pool = PerProcess(self._build_pool)
-        self._ready = False
+        self._ready = not create  # True: the table is not created on first use
         self._sql = _statements(table)
 
     # -- the contract --------------------------------------------------------------------------
@@ -262,6 +265,13 @@ class MySQLStore(BaseStore):
                     pool.discard_idle()  # they were opened to the same, now gone, server
                     continue
                 raise self._unavailable(exc) from exc
+            except pymysql.ProgrammingError as exc:
+                pool.release(conn, discard=not conn.open)
+                if exc.args and exc.args[0] == _NO_TABLE:  # only when not created on first use
+                    raise StoreMisconfigured(
+                        f"MySQL at {self._where}: no store: table {self.table!r} does not exist "
+                        "(satchel setup URL, or store.setup(), creates it)") from exc
+                raise
             except BaseException:
                 pool.release(conn, discard=not conn.open)
                 raise

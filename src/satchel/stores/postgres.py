@@ -49,7 +49,13 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..errors import ConfigurationError, SatchelError, StoreTimeout, StoreUnavailable
+from ..errors import (
+    ConfigurationError,
+    SatchelError,
+    StoreMisconfigured,
+    StoreTimeout,
+    StoreUnavailable,
+)
 from ..record import Changes, SessionMeta, SessionRecord, stored_record
 from ._faults import misconfigured, unavailable
 from ._watchdog import Watchdog
@@ -81,6 +87,8 @@ class PostgresStore(BaseStore):
         pool_timeout: seconds to wait for a free connection; default ``connect_timeout``.
         prepare_threshold: executions after which psycopg prepares a statement server-side
             (None: never).
+        create: False never creates the table (for tools that read a store): a missing one
+            is a ``StoreMisconfigured`` naming it.
     """
 
     thread_safe = True
@@ -90,7 +98,7 @@ class PostgresStore(BaseStore):
     def __init__(self, conninfo: str = "", *, table: str = "satchel_sessions",
                  min_size: int = 1, max_size: int = 10, connect_timeout: float = 2.0,
                  timeout: float = 5.0, pool_timeout: float | None = None,
-                 prepare_threshold: int | None = 5) -> None:
+                 prepare_threshold: int | None = 5, create: bool = True) -> None:
         if not _TABLE.match(table):
             raise ConfigurationError("PostgresStore: table must be letters, digits, underscores")
         if not (isinstance(min_size, int) and isinstance(max_size, int)
@@ -122,7 +130,7 @@ class PostgresStore(BaseStore):
             "prepare_threshold": prepare_threshold,
         }
         self._pool = PerProcess(self._build_pool)
-        self._ready = False
+        self._ready = not create  # True: the table is not created on first use
         self._suspect = True  # until an operation succeeds, the server may be down: see _run
         self._sql = _statements(table)
 
@@ -284,7 +292,7 @@ class PostgresStore(BaseStore):
                     f"PostgreSQL at {self._where}: statement exceeded {self.timeout:g} s"
                 ) from exc
             except (psycopg.OperationalError, psycopg.InterfaceError,
-                    psycopg.errors.InsufficientPrivilege) as exc:
+                    psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable) as exc:
                 raise self._fault(exc) from exc
         raise StoreUnavailable(
             f"PostgreSQL at {self._where}: every connection failed"
@@ -296,6 +304,10 @@ class PostgresStore(BaseStore):
         where = f"PostgreSQL at {self._where}"
         secrets = (self._password,)
         state = exc.sqlstate or ""
+        if state == "42P01":  # undefined table: only when it is not created on first use
+            return StoreMisconfigured(
+                f"{where}: no store: table {self.table!r} does not exist "
+                "(satchel setup URL, or store.setup(), creates it)")
         if _REFUSED.search(str(exc)) or state[:2] in ("28", "3D") or state == "42501":
             return misconfigured(where, exc, secrets)
         return unavailable(where, exc, secrets)
