@@ -327,6 +327,46 @@ def test_revoke_user_logs_them_out_everywhere() -> None:
     assert phone(snapshot) == {"who": "ana"}
 
 
+def _logout_during_a_slow_write(mw: SessionMiddleware) -> tuple[Browser, Browser]:
+    """ana logs in on a phone and a laptop; on the phone a slow request writes while a logout
+    from the same phone completes; the slow request's Set-Cookie arrives last."""
+    def login(session: Session) -> None:
+        session["who"] = "ana"
+        session.user = "ana"
+
+    phone, laptop = Browser(mw), Browser(mw)
+    phone(login)
+    laptop(login)
+
+    def slow_write(session: Session) -> None:
+        session["cart"] = [1]
+        phone(lambda s: s.invalidate())  # the logout lands while this request runs
+        assert phone.cookie is None  # the logout's response revoked the cookie ...
+
+    phone(slow_write)
+    assert phone.cookie is not None  # ... and the slow response set the session's cookie again
+    return phone, laptop
+
+
+def test_with_revocation_a_logout_wins_over_a_write_in_flight() -> None:
+    revocation = MemoryStore()
+    phone, laptop = _logout_during_a_slow_write(
+        middleware(CookieStore(secret=SECRET, revocation=revocation)))
+    assert phone(lambda s: (dict(s), s.is_new, s.user)) == ({}, True, None)
+    # that one session is over; ana's other sessions are not (revoke_user ends those)
+    assert laptop(snapshot) == {"who": "ana"}
+    # and a new login on the phone works
+    phone(setter(who="ana"))
+    assert phone(snapshot) == {"who": "ana"}
+
+
+def test_without_revocation_a_write_in_flight_can_undo_a_logout() -> None:
+    # What the README states: a cookie session's logout replaces the cookie in that browser,
+    # and nothing on the server remembers it; a response still in flight sets it again.
+    phone, _ = _logout_during_a_slow_write(middleware(CookieStore(secret=SECRET)))
+    assert phone(snapshot) == {"who": "ana", "cart": [1]}
+
+
 # -- transports and configuration --------------------------------------------------------------
 
 def test_header_transport_carries_the_sealed_session() -> None:

@@ -245,6 +245,31 @@ def test_revocation_generation() -> None:
     assert store.delete_user("ana") == 0 and store.open(again, NOW) is None
 
 
+def test_a_logged_out_session_is_refused_until_none_of_its_cookies_can_live() -> None:
+    from satchel.stores.cookie import StoreRevocations
+
+    rev = MemoryStore()
+    store = CookieStore(secret=NEW, revocation=rev)
+    sid, other = new_id(), new_id()
+    before = store.seal(sid, DATA, meta(user="ana"))
+    mine = store.seal(other, DATA, meta(user="ana"))
+    store.end(sid, "ana", time.time() + 3600)
+    after = store.seal(sid, DATA, meta(user="ana"))  # resealed by a request in flight
+    assert store.open(before, NOW) is None and store.open(after, NOW) is None
+    assert store.open(mine, NOW) is not None  # only that session of ana's is over
+    # a refusal whose moment has passed is dropped at the next logout of that user
+    store.end(new_id(), "ana", time.time() - 1)
+    store.end(new_id(), "ana", time.time() + 60)
+    record = rev.load(StoreRevocations._id("ana"))
+    assert record is not None
+    assert sum(k.startswith("e:") for k in record.data) == 2 and f"e:{sid}" in record.data
+    # without a revocation store a logout drops nothing it cannot: no error, no refusal
+    plain = CookieStore(secret=NEW)
+    token = plain.seal(sid, DATA, meta(user="ana"))
+    plain.end(sid, "ana", time.time() + 60)
+    assert plain.open(token, NOW) is not None
+
+
 def test_revoke_without_revocation_store_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError):
         CookieStore(secret=NEW).revoke_user("ana")

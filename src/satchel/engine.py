@@ -219,13 +219,14 @@ class SessionEngine:
         Raises:
             SessionTooLarge: a client-side store cannot fit the session in the client's value.
         """
-        decision = self.manager.finish(session, self.clock(), failed=failed)
+        now = self.clock()
+        decision = self.manager.finish(session, now, failed=failed)
         if decision.action is Action.NOTHING and not decision.discard:
             return decision
-        return self._carry_out(session, decision, overhead)
+        return self._carry_out(session, decision, overhead, now)
 
     def _carry_out(self, session: Session, decision: Decision,
-                   overhead: Callable[[Decision], int] | None) -> Step[Decision]:
+                   overhead: Callable[[Decision], int] | None, now: float) -> Step[Decision]:
         discard = decision.discard
         try:
             action = decision.action
@@ -274,9 +275,16 @@ class SessionEngine:
                 sid, meta = _target(decision)
                 yield ("touch", (sid, meta.accessed, meta.expires))
                 session._accessed = meta.accessed
+            ended = session._ended
             for old in discard:
-                yield ("delete", (old,))
+                if self.sealer is not None and ended is not None and old in ended:
+                    # A logout: the sealer may refuse this session's tokens from now on.
+                    user, created, lifetime = ended[old]
+                    yield ("end", (old, user, self.manager.outlived(created, now, lifetime)))
+                else:
+                    yield ("delete", (old,))
             session._discard = []
+            session._ended = None
             if action is Action.DELETE:
                 session._found_absent(None)
         except StoreUnavailable as exc:

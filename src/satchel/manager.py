@@ -223,6 +223,18 @@ class SessionManager:
             return accessed + idle
         return min(accessed + idle, created + absolute)
 
+    def outlived(self, created: float, now: float, lifetime: float | None = None) -> float:
+        """A moment by which every copy of a session created at ``created`` is dead, even one
+        that a request running at ``now`` saves later: its absolute end or, without an absolute
+        timeout, two idle lifetimes after ``now`` (for requests that finish within one).
+
+        Used to bound how long a logged-out session's id must be remembered as refused.
+        """
+        if self.absolute_timeout is not None:
+            return created + self.absolute_timeout
+        idle = lifetime if lifetime else self.idle_timeout
+        return now + 2 * idle  # type: ignore[operator]  # one of the two is set
+
     def _persistent(self, lifetime: float | None) -> bool:
         # A per-session lifetime decides the cookie's kind: positive persists, 0 does not.
         return self.persistent if lifetime is None else lifetime > 0

@@ -60,8 +60,8 @@ class Session(MutableMapping[str, Any]):
 
     __slots__ = (
         "_accessed", "_cleared", "_codec", "_created", "_data", "_decoded", "_degraded",
-        "_deleted", "_discard", "_identified", "_loaded_id", "_now", "_opener", "_orig",
-        "_policy", "_request", "_revoke",
+        "_deleted", "_discard", "_ended", "_identified", "_loaded_id", "_now", "_opener",
+        "_orig", "_origin_user", "_policy", "_request", "_revoke",
         "_rotated", "_save_requested", "_set", "_sid", "_user", "_user_changed", "_watch",
         "client_id", "cookie_domain", "cookie_path", "keep", "touched",
     )
@@ -94,6 +94,11 @@ class Session(MutableMapping[str, Any]):
         self._accessed = now
         self._user: str | None = None
         self._user_changed = False
+        # The user of the stored session this request found (or last saved), and the stored
+        # sessions that invalidate() ended: id -> (that user, created, lifetime).  A client-side
+        # store uses them to refuse the ended sessions' tokens (``ClientSideStore.end``).
+        self._origin_user: str | None = None
+        self._ended: dict[str, tuple[str, float, float | None]] | None = None
         self._policy: SessionManager | None = None  # set by the engine when it opens the session
         self._save_requested = False
         # Cookie attributes for this response only (Beaker's ``session.domain``/``path``);
@@ -153,7 +158,7 @@ class Session(MutableMapping[str, Any]):
         self._data = data
         self._created = record.created
         self._accessed = record.accessed
-        self._user = record.user
+        self._user = self._origin_user = record.user
 
     # -- the mapping ---------------------------------------------------------------------------
 
@@ -430,6 +435,14 @@ class Session(MutableMapping[str, Any]):
         for sid in (self._loaded_id, self.client_id):
             if sid is not None and sid not in self._discard:
                 self._discard.append(sid)
+        user = self._origin_user
+        if user is not None and self._discard:
+            # A logout of a user's session: a client-side store may refuse its tokens from now
+            # on, including one a request still in flight seals after this one.
+            ended = self._ended = self._ended or {}
+            lifetime = self._lifetime()
+            for sid in self._discard:
+                ended.setdefault(sid, (user, self._created, lifetime))
         self._loaded_id = None
         self._sid = None
         self._data = {}
@@ -520,6 +533,7 @@ class Session(MutableMapping[str, Any]):
         self._sid = self._loaded_id = sid
         self._created = meta.created
         self._accessed = meta.accessed
+        self._origin_user = meta.user
         self._flushed()
 
     def _flushed(self) -> None:

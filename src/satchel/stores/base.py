@@ -141,6 +141,15 @@ class ClientSideStore(Store, Protocol):
         ``SessionTooLarge`` rather than produce a value the client would drop.
         """
 
+    def end(self, sid: str, user: str, until: float) -> None:
+        """Session ``sid`` of ``user`` was logged out (``session.invalidate()``).
+
+        Drop whatever is kept server-side for it, like ``delete``; and where the store can,
+        refuse every token of it from now on, including one that a request still in flight
+        seals after this call.  ``until`` is a moment by which every such token is dead: the
+        refusal need not be kept longer.
+        """
+
 
 def is_client_side(store: Store) -> TypeGuard[ClientSideStore]:
     """True for a store whose sessions live in the client's value (see ``ClientSideStore``)."""

@@ -78,7 +78,11 @@ REVOCATION_TTL = 10 * 365 * 86400.0
 
 
 class Revocations(Protocol):
-    """Per-user generation numbers: a cookie sealed under an older generation is refused."""
+    """Per-user generation numbers, and the sessions of a user that were logged out.
+
+    A cookie sealed under an older generation is refused (log out everywhere); so is any
+    cookie of a session that was logged out (a logout wins over a write still in flight).
+    """
 
     def generation(self, user: str) -> int:
         """The user's current generation (0 for a user never revoked)."""
@@ -86,14 +90,26 @@ class Revocations(Protocol):
     def revoke(self, user: str) -> int:
         """Bump the user's generation, so every cookie sealed before dies; return the new one."""
 
+    def refuses(self, user: str, sid: str, generation: int) -> bool:
+        """True when a cookie of session ``sid``, sealed for ``user`` under ``generation``,
+        must be refused.  One lookup: it runs on every request of a session with a user."""
+
+    def end(self, user: str, sid: str, until: float) -> None:
+        """Refuse every cookie of session ``sid`` of ``user`` from now on, until ``until``."""
+
+
+_ENDED = "e:"  # data key prefix of a logged-out session in a user's revocation record
+
 
 class StoreRevocations:
-    """Revocation generations kept in a server store, one small record per revoked user.
+    """Revocation records kept in a server store, one small record per user who has any.
 
-    The record id is a hash of the user name, never built from the secret: rotating the secret
-    must not forget who was revoked.  The store must be durable (SQLite, PostgreSQL, MySQL,
-    Redis with persistence): a lost record resets the user to generation 0 and revives cookies
-    sealed before the first revocation.
+    A record holds the user's generation (``g``) and the ids of their sessions that were
+    logged out (``e:<id>``, each with the moment after which none of its cookies can be alive,
+    dropped once that has passed).  The record id is a hash of the user name, never built from
+    the secret: rotating the secret must not forget who was revoked.  The store must be durable
+    (SQLite, PostgreSQL, MySQL, Redis with persistence): a lost record resets the user to
+    generation 0 and revives cookies sealed before the first revocation, or before a logout.
     """
 
     def __init__(self, store: Store) -> None:
@@ -108,12 +124,14 @@ class StoreRevocations:
 
     def generation(self, user: str) -> int:
         record = self.store.load(self._id(user))
+        return 0 if record is None else _generation(record.data)
+
+    def refuses(self, user: str, sid: str, generation: int) -> bool:
+        record = self.store.load(self._id(user))
         if record is None:
-            return 0
-        try:
-            return int(record.data.get("g", "0"))
-        except ValueError:
-            return -1  # unreadable: matches no cookie, so the user's cookies are refused
+            return generation != 0
+        data = record.data
+        return _generation(data) != generation or _ENDED + sid in data
 
     def revoke(self, user: str) -> int:
         generation = max(self.generation(user), 0) + 1
@@ -121,6 +139,31 @@ class StoreRevocations:
         meta = SessionMeta(now, now, now + REVOCATION_TTL)
         self.store.save(self._id(user), Changes(set={"g": str(generation)}), meta)
         return generation
+
+    def end(self, user: str, sid: str, until: float) -> None:
+        now = time.time()
+        record = self.store.load(self._id(user))
+        stale = frozenset() if record is None else frozenset(
+            key for key, text in record.data.items()
+            if key.startswith(_ENDED) and _until(text) <= now
+        )
+        meta = SessionMeta(now, now, max(now + REVOCATION_TTL, until))
+        self.store.save(self._id(user), Changes(set={_ENDED + sid: repr(float(until))},
+                                                deleted=stale), meta)
+
+
+def _generation(data: dict[str, str]) -> int:
+    try:
+        return int(data.get("g", "0"))
+    except ValueError:
+        return -1  # unreadable: matches no cookie, so the user's cookies are refused
+
+
+def _until(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0  # unreadable: dropped at the next write
 
 
 class CookieStore(BaseStore):
@@ -213,8 +256,8 @@ class CookieStore(BaseStore):
             log.debug("a session cookie past its expiry was presented; starting a new session")
             return None
         revoked = self._revocation
-        if user is not None and revoked is not None and revoked.generation(user) != generation:
-            security_log.info("refused a session cookie revoked by a log-out-everywhere")
+        if user is not None and revoked is not None and revoked.refuses(user, sid, generation):
+            security_log.info("refused a session cookie of a user revoked or logged out")
             return None
         if data is None:
             spilled = self._spill.load(sid) if self._spill is not None else None
@@ -337,6 +380,18 @@ class CookieStore(BaseStore):
     def delete(self, sid: str) -> bool:
         """Drop a discarded session's spilled data, if any (its cookie is revoked by the caller)."""
         return self._spill.delete(sid) if self._spill is not None else False
+
+    def end(self, sid: str, user: str, until: float) -> None:
+        """A logout: drop the session's spilled data and, with ``revocation=``, refuse its
+        cookies from now on, so that a write still in flight cannot undo the logout.
+
+        Without a revocation store this is ``delete``: the logout replaces the cookie in the
+        browser that logged out, and a response still in flight may set the session's cookie
+        again (see the README's cookie sessions).
+        """
+        self.delete(sid)
+        if self._revocation is not None:
+            self._revocation.end(user, sid, until)
 
     def exists(self, sid: str) -> bool:
         return False
