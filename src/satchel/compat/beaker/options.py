@@ -189,7 +189,7 @@ def _refuse(reason: str) -> Callable[[str, Any, Translation], None]:
     return handle
 
 
-def _only(allowed: Any, reason: str) -> Callable[[str, Any, Translation], None]:
+def _only(allowed: set[Any], reason: str) -> Callable[[str, Any, Translation], None]:
     def handle(name: str, value: Any, out: Translation) -> None:
         given = value.strip().lower() if isinstance(value, str) else value
         if given not in allowed and not (None in allowed and _none(value)):
@@ -203,8 +203,8 @@ def _auto(name: str, value: Any, out: Translation) -> None:
 
 
 def _secure(name: str, value: Any, out: Translation) -> None:
-    # Beaker's false means "never Secure"; satchel's None sets it on https requests, which is
-    # what a false was protecting over http and costs nothing over https.
+    # Beaker's false means "never Secure"; satchel's None still sets it on https requests,
+    # where it can only help (the cookie is then never sent over plain http).
     out.settings["cookie_secure"] = True if _bool(name, value) else None
 
 
