@@ -305,6 +305,12 @@ COMPOSITE = """\
     full_stack = true
     cache_dir = %(here)s/data
 
+    [filter-app:alias]
+    use = egg:satchel#beaker_session
+    next = sessioned
+    beaker.session.key = alias_key
+    {store}
+
     [pipeline:piped]
     pipeline = session sessioned
 
@@ -323,7 +329,7 @@ def _ini(tmp_path: Path, options: dict[str, str]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["main", "piped"])
+@pytest.mark.parametrize("name", ["main", "piped", "alias"])
 def test_composite_shares_one_session(store_options: dict[str, str], tmp_path: Path,
                                       name: str) -> None:
     ini = _ini(tmp_path, store_options)
@@ -334,7 +340,8 @@ def test_composite_shares_one_session(store_options: dict[str, str], tmp_path: P
         res = app.get("/servicebroker/visit")
         assert res.text == "broker: broker"
         cookie = res.headers["Set-Cookie"]
-        assert cookie.startswith("my_project_key=" if name == "main" else "piped_key=")
+        key = {"main": "my_project_key", "piped": "piped_key", "alias": "alias_key"}[name]
+        assert cookie.startswith(key + "=")
         assert "Path=/;" in cookie and "HttpOnly" in cookie
         assert app.get("/proxy/visit").text == "proxy: broker,proxy"
         assert app.get("/visit").text == "home: broker,proxy,home"
