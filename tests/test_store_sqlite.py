@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import stat
@@ -295,3 +296,22 @@ def test_unreadable_metadata_reads_as_absent(tmp_path: Path, caplog: pytest.LogC
         with _raw(path) as raw:  # SQLite keeps any type in any column
             raw.execute(f"UPDATE satchel_session SET {column} = ? WHERE id = ?", (value, sid))
         check_reads_as_absent(store, sid, caplog)
+
+
+def test_text_that_is_not_utf8_drops_its_value_alone(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "s.db"
+    with SQLiteStore(path) as store:
+        sid, other = new_id(), new_id()
+        put(store, sid, {"a": '"1"', "b": '"2"'})
+        put(store, other, {"a": '"1"'})
+        with _raw(path) as raw:  # SQLite keeps any bytes as text
+            raw.execute("UPDATE satchel_value SET value = CAST(X'22FF22' AS TEXT)"
+                        " WHERE session_id = ? AND key = 'b'", (sid,))
+            raw.execute("UPDATE satchel_session SET user = CAST(X'FF' AS TEXT) WHERE id = ?",
+                        (other,))
+        with caplog.at_level(logging.WARNING, logger="satchel.security"):
+            record = store.load(sid)
+        assert record is not None and record.data == {"a": '"1"'}
+        assert "not UTF-8" in caplog.text and sid not in caplog.text
+        check_reads_as_absent(store, other, caplog)  # a user that is not text

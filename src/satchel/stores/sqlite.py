@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import SplitResult, quote, unquote
 
 from ..errors import ConfigurationError, SatchelError, StoreTimeout, StoreUnavailable
-from ..record import Changes, SessionMeta, SessionRecord, stored_record
+from ..record import Changes, SessionMeta, SessionRecord, security_log, stored_record
 from ._faults import PERMISSION_ERRNOS, misconfigured, unavailable
 from .base import BaseStore, now_or, url_options
 
@@ -151,7 +151,12 @@ class SQLiteStore(BaseStore):
     def load(self, sid: str) -> SessionRecord | None:
         conn = self._acquire()
         try:
-            rows = conn.execute(LOAD, (sid, time.time())).fetchall()
+            try:
+                rows = conn.execute(LOAD, (sid, time.time())).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc):
+                    raise
+                rows = _load_bytes(conn, sid)  # text that is not UTF-8: no error's message
         except sqlite3.Error as exc:
             raise self._failed(conn, exc) from exc
         self._release(conn)
@@ -399,6 +404,32 @@ class SQLiteStore(BaseStore):
             raise self._failed(conn, exc) from exc
         self._release(conn)
         return int(count)
+
+
+def _load_bytes(conn: sqlite3.Connection, sid: str) -> list[Any]:
+    """LOAD's rows read with text as bytes, keeping what is UTF-8: a key or value that is
+    not drops its row alone, a user that is not stays bytes (so the session reads as absent).
+
+    SQLite stores whatever bytes it is given as text; Python's decoding error would quote them.
+    """
+    conn.text_factory = bytes
+    try:
+        raw = conn.execute(LOAD, (sid, time.time())).fetchall()
+    finally:
+        conn.text_factory = str
+    rows = []
+    for created, accessed, expires, user, key, value in raw:
+        if isinstance(user, bytes):
+            with contextlib.suppress(UnicodeDecodeError):
+                user = user.decode()
+        try:
+            if key is not None:
+                key, value = key.decode(), value.decode()
+        except (UnicodeDecodeError, AttributeError):
+            security_log.warning("SQLiteStore: dropped a stored value that is not UTF-8 text")
+            key = value = None
+        rows.append((created, accessed, expires, user, key, value))
+    return rows
 
 
 def _apply(conn: sqlite3.Connection, sid: str, changes: Changes, fresh: bool = False) -> None:
