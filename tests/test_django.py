@@ -8,6 +8,7 @@ from . import django_setup  # configures Django before any of its models is impo
 # isort: split
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from django.contrib.sessions.backends.base import UpdateError
 from django.test import Client, override_settings
 
 import satchel
+from satchel import Changes, SessionMeta
 from satchel.errors import SessionTooLarge
 from satchel.integrations import django as satchel_django
 
@@ -159,13 +161,28 @@ def test_async_methods(store_url: str) -> None:
     assert asyncio.run(scenario()) == ("v", True, False)
 
 
-def test_clear_expired_purges(store_url: str) -> None:
-    satchel_django.SessionStore.clear_expired()  # a no-op or a purge: never an error
+@SERVER_SIDE  # a sealed cookie stays valid until it expires (Django's signed cookies too)
+def test_a_past_expiry_ends_the_session_at_save(store_url: str) -> None:
     s = satchel_django.SessionStore()
     s["x"] = 1
+    s.save()
+    key = s.session_key
     s.set_expiry(-10)
     s.save()
-    assert not satchel_django.SessionStore().exists(s.session_key)
+    assert "x" not in satchel_django.SessionStore(key)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_clearsessions_purges_expired_sessions(store_url: str) -> None:
+    from django.core.management import call_command
+
+    store = satchel_django.engine().store
+    now = time.time()
+    store.save(satchel.new_id(), Changes({"a": "1"}), SessionMeta(now - 100, now - 100, now - 1))
+    live = satchel.new_id()
+    store.save(live, Changes({"a": "1"}), SessionMeta(now, now, now + 100))
+    call_command("clearsessions")  # Django's command: SessionStore.clear_expired()
+    assert list(store.ids()) == [live]
 
 
 @SERVER_SIDE
