@@ -142,3 +142,29 @@ def test_remember_me_through_the_wsgi_middleware(tmp_path: Any) -> None:
         assert again.body == b"ann"
     finally:
         mw.close()
+
+
+def test_a_write_only_request_keeps_a_remembered_session(h: Harness) -> None:
+    s = h.request()
+    s["a"] = 1
+    s.set_expiry(14 * DAY)
+    sid = h.finish(s).sid
+    h.clock.advance(DAY)
+    s = h.request(sid)
+    s["b"] = 2  # never read: a blind update, which cannot know the stored lifetime
+    decision = h.finish(s)
+    assert decision.action is Action.UPDATE and decision.cookie is CookieOp.KEEP
+    h.clock.advance(2 * DAY)  # past the 30-minute idle timeout, within the session's own
+    again = h.request(sid)
+    assert dict(again) == {"a": 1, "b": 2, "_satchel_expiry": 14 * DAY}
+
+
+def test_a_write_only_request_still_ends_an_idle_session(h: Harness) -> None:
+    s = h.request()
+    s["a"] = 1
+    sid = h.finish(s).sid
+    s = h.request(sid)
+    s["b"] = 2
+    assert h.finish(s).action is Action.UPDATE
+    h.clock.advance(1801)  # the idle timeout, judged at the read by the stored access time
+    assert "a" not in h.request(sid)

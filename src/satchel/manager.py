@@ -330,14 +330,20 @@ class SessionManager:
 
         The stored created time is not known here, so the store caps the new expiry at
         ``created + absolute_timeout`` itself (``Store.update``).  Nor is a lifetime that an
-        earlier request gave with ``set_expiry`` known: such an update slides the expiry by
-        the configured idle timeout (or by a lifetime set in this request), and the session's
-        next read restores its own lifetime.
+        earlier request gave with ``set_expiry``: rather than cut a "remember me" session
+        short, the record is kept up to that absolute cap, and the next read judges idle
+        expiry by the stored access time and the session's own lifetime (:meth:`accept`);
+        the client's cookie is left as it is.  Without an absolute limit there is no safe
+        cap, and the update slides the expiry by the configured idle timeout.
         """
         changes = session._changes()
         if changes is None or (self.explicit_save and not session._save_requested):
             return Decision(Action.NOTHING, session.client_id, vary=True)
-        lifetime = session._lifetime()
+        lifetime = session._lifetime()  # known only when set in this request
+        if lifetime is None and self.absolute_timeout is not None:
+            meta = SessionMeta(now, now, math.inf, None)
+            return Decision(Action.UPDATE, session.client_id, changes, meta, (),
+                            CookieOp.KEEP, None, True)
         idle = lifetime if lifetime else self.idle_timeout
         expires = now + idle if idle is not None else math.inf
         meta = SessionMeta(now, now, expires, None)
