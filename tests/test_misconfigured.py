@@ -29,6 +29,7 @@ from satchel import StoreMisconfigured, StoreUnavailable
 from .servers import LOOPBACK, free_port
 from .servers.mysql import DATABASE, PASSWORD, MariaDBServer
 from .servers.postgres import PostgresServer
+from .servers.redis import RedisServer, redis_command
 from .sql_util import app_writing, request
 
 PG_PASSWORD = "pg-Secret-4711"
@@ -315,3 +316,30 @@ def test_reading_a_mysql_store_without_its_table(mariadb: MariaDBServer) -> None
 
     check_read_commands_refuse_a_missing_table(mariadb.url + "?table=t_missing", "MySQL",
                                                exists)
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+
+def test_redis_refused_credentials_and_database_are_misconfigured() -> None:
+    with RedisServer() as srv:
+        assert redis_command(srv.port, "CONFIG", "SET", "requirepass", WRONG[::-1]) == "+OK\r\n"
+        tcp = f"{LOOPBACK}:{srv.port}"
+        for url, cause in (
+            (f"redis://:{WRONG}@{tcp}/0", "invalid username-password pair"),
+            (f"redis://bob:{WRONG}@{tcp}/0", "invalid username-password pair"),
+            (f"redis://{tcp}/0", "authenticated"),
+            (f"redis://:{WRONG[::-1]}@{tcp}/99", "DB index is out of range"),
+        ):
+            with pytest.raises(StoreMisconfigured) as info, satchel.open_store(url) as store:
+                store.count()
+            assert str(info.value).startswith("Redis refuses satchel's settings: ")
+            assert cause in str(info.value) and WRONG not in str(info.value)
+        with satchel.open_store(f"redis://:{WRONG[::-1]}@{tcp}/0") as store:
+            assert store.count() == 0
+        srv.stop()
+        with pytest.raises(StoreUnavailable) as down, satchel.open_store(
+                f"redis://:{WRONG[::-1]}@{tcp}/0") as store:
+            store.count()
+        assert not isinstance(down.value, StoreMisconfigured)
+        assert "Connection refused" in str(down.value)

@@ -37,13 +37,21 @@ from urllib.parse import SplitResult, unquote
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ..errors import ConfigurationError, StoreTimeout, StoreUnavailable
+from ..errors import ConfigurationError, SatchelError, StoreTimeout, StoreUnavailable
 from ..record import Changes, SessionMeta, SessionRecord, security_log, stored_record
+from ._faults import misconfigured
 from ._redis_wire import MOVE, SAVE, TAKE, TOUCH, UPDATE, Client, Connections, Script
 from .base import BaseStore, url_options
 
@@ -56,11 +64,20 @@ _FAILURES = (RedisError, RedisClusterException)
 _CREATED, _ACCESSED, _EXPIRES, _USER = "m:created", "m:accessed", "m:expires", "m:user"
 
 
-def _unavailable(exc: Exception) -> StoreUnavailable:
-    """The satchel error for a redis-py failure (raise it ``from exc``)."""
+def _unavailable(exc: Exception) -> SatchelError:
+    """The satchel error for a redis-py failure (raise it ``from exc``): a refused password,
+    user or database number is a setting to fix (``StoreMisconfigured``), not an outage."""
     if isinstance(exc, RedisTimeoutError):
         return StoreTimeout(f"redis store timed out ({type(exc).__name__})")
+    if isinstance(exc, (AuthenticationError, AuthorizationError)) or (
+            isinstance(exc, ResponseError) and str(exc).startswith(_REFUSED)):
+        return misconfigured("Redis", exc)
     return StoreUnavailable(f"redis store unavailable ({type(exc).__name__}: {exc})")
+
+
+# Replies that mean the settings are wrong: the password or user, and the database number.
+_REFUSED = ("NOAUTH", "WRONGPASS", "NOPERM", "invalid password", "DB index is out of range",
+            "invalid DB index", "ERR DB index")
 
 
 def _blocking(client: redis.Redis, size: int, timeout: float) -> redis.BlockingConnectionPool:
