@@ -81,3 +81,15 @@ def test_pyramid_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     from pyramid.interfaces import ISessionFactory
 
     app.app.registry.queryUtility(ISessionFactory).close()
+
+
+def test_starlette_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    example = load_example("starlette_app", monkeypatch, tmp_path)
+    with TestClient(example.app) as client:
+        assert client.get("/").text == "visit 1, logged in as nobody."
+        first = client.cookies["satchel"]
+        assert client.get("/login/ann").text == "visit 2, logged in as ann. Welcome, ann."
+        assert client.cookies["satchel"] != first  # rotated at login
+        assert client.get("/logout").text == "visit 1, logged in as nobody. Logged out."

@@ -10,6 +10,7 @@ __all__ = [
     "ConfigurationError",
     "SatchelError",
     "SessionConflict",
+    "SessionNotLoaded",
     "SessionTooLarge",
     "StoreMisconfigured",
     "StoreTimeout",
@@ -42,6 +43,11 @@ class StoreTimeout(StoreUnavailable):
 
 class SessionConflict(SatchelError):
     """A concurrent request changed the session in a way this request cannot merge."""
+
+
+class SessionNotLoaded(SatchelError, RuntimeError):
+    """Async code touched a session that was not read yet, on the event loop, where reading
+    it would block every request.  ``await session.load()`` first, or preload it."""
 
 
 class SessionTooLarge(SatchelError):

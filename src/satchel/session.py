@@ -117,8 +117,36 @@ class Session(MutableMapping[str, Any]):
         self.touched = True
         if opener is not None:
             self._opener = None
-            opener(self, self._request, True)
+            try:
+                opener(self, self._request, True)
+            except BaseException:
+                self._opener = opener  # not read: a later touch (or load()) tries again
+                raise
             self._request = None
+
+    async def load(self) -> Session:
+        """Read the session now, without blocking the event loop; returns the session.
+
+        For async code (ASGI): a session is read on first touch, and a touch is synchronous.
+        Await this before touching a session whose store does I/O (or let the middleware
+        preload it); afterwards nothing on the session waits on the store.  Loading is not
+        a touch: a session only loaded is neither saved nor given a cookie.  Under WSGI it
+        simply reads the session.
+        """
+        opener = self._opener
+        if opener is not None:
+            load = getattr(opener, "load_async", None)
+            self._opener = None
+            try:
+                if load is None:
+                    opener(self, self._request, True)
+                else:
+                    await load(self, self._request)
+            except BaseException:
+                self._opener = opener
+                raise
+            self._request = None
+        return self
 
     def _blind(self) -> None:
         """Prepare for a write that needs nothing from the store: learn the id, read nothing.

@@ -163,6 +163,9 @@ class BaseStore:
     multiprocess_safe = False
     native_expiry = False
     client_side = False
+    # Whether a call may wait on I/O (a socket, a lock file, a disk).  Async front doors call a
+    # store that never blocks inline, and any other in a thread (``stores.aio``).
+    blocking = True
 
     def load(self, sid: str) -> SessionRecord | None:
         raise NotImplementedError

@@ -223,6 +223,9 @@ class CookieStore(BaseStore):
             self._revocation = None if kept is None else StoreRevocations(kept)
         else:
             self._revocation = revocation
+        # Sealing and opening are CPU work; only a server store behind it may wait on I/O.
+        self.blocking = any(getattr(kept, "blocking", True) for kept in (
+            self._spill, getattr(self._revocation, "store", self._revocation)) if kept is not None)
 
     def _server_store(self, store: Store | str | None, what: str) -> Store | None:
         if store is None:

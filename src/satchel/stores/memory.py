@@ -30,6 +30,7 @@ class MemoryStore(BaseStore):
     """
 
     thread_safe = True
+    blocking = False
     multiprocess_safe = False
     native_expiry = False
 
