@@ -120,7 +120,7 @@ def test_metadata_is_ready_to_publish() -> None:
 def test_extras_are_the_stores_and_frameworks_and_not_the_test_tools() -> None:
     extras = set(importlib.metadata.metadata("satchel").get_all("Provides-Extra") or [])
     assert extras == {"redis", "postgres", "mysql", "memcached", "crypto",
-                      "flask", "django", "pyramid", "quixote"}
+                      "flask", "django", "pyramid", "quixote", "asgi", "fastapi"}
     # The tools for working on satchel are a dependency group, which pip never offers users.
     group = PYPROJECT.split("\n[dependency-groups]\n", 1)[1].split("\n[", 1)[0]
     assert re.search(r'^dev = \[\n(\s+"[^"]+",\n)*\s+"pytest>=8",$', group, re.MULTILINE)
