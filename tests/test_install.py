@@ -129,6 +129,14 @@ def test_extras_are_the_stores_and_frameworks_and_not_the_test_tools() -> None:
     assert any(r.startswith("redis[hiredis]") for r in redis), redis
 
 
+def test_the_install_section_names_every_extra() -> None:
+    install = README.split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"^\| (.*?) \|", install, re.MULTILINE))
+    listed = {extra for cell in named for extra in re.findall(r"`(\w+)`", cell)}
+    extras = set(importlib.metadata.metadata("satchel").get_all("Provides-Extra") or [])
+    assert extras <= listed, extras - listed
+
+
 def test_changelog_has_this_version() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert re.search(rf"^## \[{re.escape(satchel.__version__)}\]", changelog, re.MULTILINE)
