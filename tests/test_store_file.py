@@ -421,9 +421,10 @@ _BUSY_WRITER = """
     from satchel import Changes, FileStore, SessionMeta
     store = FileStore(sys.argv[1])
     sid = sys.argv[2]
-    deadline = time.monotonic() + float(sys.argv[3])
+    target = int(sys.argv[3])
+    deadline = time.monotonic() + 20  # a bound for a very busy machine
     gen = 0
-    while time.monotonic() < deadline:
+    while gen < target and time.monotonic() < deadline:
         gen += 1
         size = 30 if gen % 3 else 6000  # small records and ones larger than a tail read
         data = {f"k{j}": json.dumps(f"{gen}:" + "x" * size) for j in range(10)}
@@ -442,7 +443,7 @@ def test_readers_never_see_a_missing_or_torn_record_while_a_process_writes(
     store = FileStore(tmp_path)
     sid = new_id()
     put(store, sid, dict({f"k{j}": json.dumps("0:") for j in range(10)}, gen="0"))
-    writer = _start(_BUSY_WRITER, str(tmp_path), sid, "0.8")
+    writer = _start(_BUSY_WRITER, str(tmp_path), sid, "300")
     loads = 0
     try:
         _wait_for_line(writer, "ready")
