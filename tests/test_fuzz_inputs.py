@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -27,7 +28,9 @@ from satchel.transport import CookieTransport, HeaderTransport, QueryTransport
 
 from .harness import Harness
 
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True,
+# ``SATCHEL_FUZZ_LONG=1``: the long mode, 5,000 examples per property.
+EXAMPLES = 5000 if os.environ.get("SATCHEL_FUZZ_LONG") == "1" else 400
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
 NOW = 1_700_000_000.0
 SECRET = "fuzz-secret-0123456789abcdef"
