@@ -8,11 +8,13 @@ skip read from its flags, never a silent pass.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import multiprocessing
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ import satchel
 from satchel import Changes, SessionMeta
 from satchel.ids import new_id
 
+from .aio_util import FaceBridge
 from .wsgi_util import Response, call
 
 HOUR = 3600.0
@@ -82,11 +85,58 @@ def check_reads_as_absent(store: Any, sid: str, caplog: pytest.LogCaptureFixture
     assert sid not in caplog.text
 
 
+def _on_both_faces(fixture: Any) -> Any:
+    """A ``store`` fixture serving what ``fixture`` makes, as it is and through its async face
+    (the ``face`` fixture says which), with the original fixture's own parameters kept."""
+    make = fixture.__wrapped__
+    marker = getattr(fixture, "_fixture_function_marker", None)
+    wanted = list(inspect.signature(make).parameters.values())
+    names = [p.name for p in wanted[1:]]
+    if "face" not in names:
+        wanted.append(inspect.Parameter("face", inspect.Parameter.KEYWORD_ONLY))
+
+    def store(self: Any, **deps: Any) -> Iterator[Any]:
+        made = make(self, **{name: deps[name] for name in names})
+        is_generator = inspect.isgenerator(made)
+        sync_store = next(made) if is_generator else made
+        try:
+            if deps["face"] == "sync":
+                yield sync_store
+            else:
+                with FaceBridge(sync_store) as bridge:
+                    yield bridge
+        finally:
+            if is_generator:
+                next(made, None)
+
+    store.__signature__ = inspect.Signature(wanted)  # type: ignore[attr-defined]
+    store.__name__ = store.__qualname__ = "store"
+    if marker is not None and marker.params is not None:
+        return pytest.fixture(params=marker.params, ids=marker.ids)(store)
+    return pytest.fixture(store)
+
+
 class StoreContract:
-    """Behaviour every store guarantees (see ``satchel.stores.base.Store``)."""
+    """Behaviour every store guarantees (see ``satchel.stores.base.Store``).
+
+    Every test runs twice: on the store, and on its async face (``satchel.stores.aio``, what the
+    ASGI front door awaits) driven through :class:`FaceBridge`.  A subclass's ``store`` fixture
+    is wrapped to serve both, so the one suite covers both faces.
+    """
 
     #: how many writes each concurrent writer makes; stores over a network may lower it
     writes_per_worker = 25
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fixture = cls.__dict__.get("store")
+        if fixture is not None:
+            cls.store = _on_both_faces(fixture)  # type: ignore[attr-defined]
+
+    @pytest.fixture(params=["sync", "async face"])
+    def face(self, request: pytest.FixtureRequest) -> str:
+        """Which face of the store the contract drives (see :func:`_on_both_faces`)."""
+        return str(request.param)
 
     @pytest.fixture
     def store_spec(self) -> tuple[str, dict[str, Any]]:

@@ -330,3 +330,25 @@ def test_memory_face_is_direct() -> None:
     from satchel.stores.aio import DirectFace, async_face
 
     assert isinstance(async_face(satchel.MemoryStore()), DirectFace)
+
+
+# -- a mixed deployment ---------------------------------------------------------------------------
+
+
+def test_a_wsgi_and_an_asgi_application_share_one_session_cookie(tmp_path: Path) -> None:
+    from .wsgi_util import call, counter_app
+
+    store = satchel.open_store(f"sqlite:///{tmp_path}/shared.db")
+    wsgi = satchel.SessionMiddleware(counter_app, store=store)
+    asgi = Starlette(routes=[Route("/counter", counter)], middleware=[
+        Middleware(satchel.asgi.SessionMiddleware, store=store)])
+    first = call(wsgi, "/write")  # the WSGI side starts the session: n = 1
+    cookie = first.cookies["satchel"]
+    with TestClient(asgi, cookies={"satchel": cookie}) as client:
+        assert client.get("/counter").json() == {"count": 1}  # its own key, same session
+        assert "set-cookie" not in client.get("/counter").headers  # the same cookie serves
+    second = call(wsgi, "/write", cookie=f"satchel={cookie}")
+    assert second.cookies == {}  # still the session the ASGI side wrote to
+    record = store.load(cookie)
+    assert record is not None and (record.data["n"], record.data["count"]) == ("2", "2")
+    store.close()

@@ -93,3 +93,31 @@ def test_starlette_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
         assert client.get("/login/ann").text == "visit 2, logged in as ann. Welcome, ann."
         assert client.cookies["satchel"] != first  # rotated at login
         assert client.get("/logout").text == "visit 1, logged in as nobody. Logged out."
+
+
+def test_fastapi_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    example = load_example("fastapi_app", monkeypatch, tmp_path)
+    with TestClient(example.app) as client:
+        schema = client.get("/openapi.json").json()
+        cookie = schema["components"]["securitySchemes"]["satchel session"]
+        assert cookie == {"type": "apiKey", "in": "cookie", "name": "satchel",
+                          "description": "The satchel session id, set by the server."}
+        assert {"satchel session": []} in schema["paths"]["/me"]["get"]["security"]
+
+        assert client.get("/me").json() == {"user": None}
+        token = client.get("/csrf").json()["csrf"]
+        assert client.post("/login", json={"user": "ann"}).status_code == 403
+        assert client.post("/login", json={"user": "ann"},
+                           headers={"X-CSRF-Token": "forged"}).status_code == 403
+        before = client.cookies["satchel"]
+        answer = client.post("/login", json={"user": "ann"}, headers={"X-CSRF-Token": token})
+        assert answer.json() == {"user": "ann"}
+        assert client.cookies["satchel"] != before  # rotated
+        assert client.get("/me").json() == {"user": "ann"}
+        # The token seen before login is worthless after it.
+        assert client.post("/logout", headers={"X-CSRF-Token": token}).status_code == 403
+        token = client.get("/csrf").json()["csrf"]
+        assert client.post("/logout", headers={"X-CSRF-Token": token}).json() == {"ok": True}
+        assert client.get("/me").json() == {"user": None}

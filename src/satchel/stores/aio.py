@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 __all__ = ["DEFAULT_THREADS", "DirectFace", "ThreadFace", "async_face"]
@@ -44,8 +45,8 @@ class DirectFace:
     def __getattr__(self, name: str) -> AsyncCall:
         method = getattr(self.store, name)
 
-        async def direct(*args: Any) -> Any:
-            return method(*args)
+        async def direct(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
 
         setattr(self, name, direct)  # made once per method
         return direct
@@ -92,9 +93,9 @@ class ThreadFace:
     def __getattr__(self, name: str) -> AsyncCall:
         method = getattr(self.store, name)
 
-        async def offloaded(*args: Any) -> Any:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor(), method, *args)
+        async def offloaded(*args: Any, **kwargs: Any) -> Any:
+            call = partial(method, *args, **kwargs) if kwargs else partial(method, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._executor(), call)
 
         setattr(self, name, offloaded)  # made once per method
         return offloaded
