@@ -101,7 +101,8 @@ class SessionMiddleware:
         except BaseException:
             call.failed = True
             raise
-        await call.finished()
+        if session.touched:
+            await call.finished()
 
     def read(self, scope: Scope) -> str | None:
         """The id (or sealed session) the client sent, as the transport reads it."""
