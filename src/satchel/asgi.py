@@ -69,6 +69,7 @@ class SessionMiddleware:
         self.transport = settings.make_transport()
         self.face = async_face(self.store, threads=threads)
         self.preload = preload
+        self.inline = not getattr(self.store, "blocking", True)  # its calls never wait
         self._keys = settings.environ_keys
         self._issue = settings.issue_ids
         self._opener = _Opener(self)
@@ -149,7 +150,7 @@ class _Opener:
     def __call__(self, session: Session, scope: Scope, fetch: bool) -> bool:
         mw = self.mw
         raw = mw.read(scope)
-        if fetch is False or not getattr(mw.store, "blocking", True) or _off_loop():
+        if mw.inline or _off_loop():
             return mw.engine.load(session, raw, fetch)
         op = mw.engine.load_step(session, raw, fetch)
         if type(op) is bool:
