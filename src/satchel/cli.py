@@ -1,8 +1,16 @@
 """The ``satchel`` command: the demo server and small operations over a store URL.
 
 Every failure the operator can fix (a bad URL, a store that cannot be reached, a port in use)
-is one line on stderr and an exit status: 2 for a usage or configuration mistake, 1 for an
-environment failure.  Tracebacks are kept for satchel's own bugs.
+is one line on stderr and an exit status scripts can trust:
+
+- 0: done;
+- 1: not found (no such session, no session of that user), a migration that could not copy
+  every session, or the demo's port in use;
+- 2: a usage or configuration mistake (a bad URL or option, a store that does not exist, a
+  store that cannot do this: memcached cannot list its sessions);
+- 3: the store is unavailable (unreachable, timed out, failed).
+
+Tracebacks are kept for satchel's own bugs.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConfigurationError, SatchelError
+from .operations import add_commands, open_existing
 from .stores import Store, masked_url, open_store
 
 __all__ = ["default_demo_store_url", "main"]
@@ -21,6 +30,7 @@ __all__ = ["default_demo_store_url", "main"]
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
 
 DEMO_DATA_DIR = "satchel-data"
 DEMO_DB_NAME = "demo-sessions.sqlite3"
@@ -42,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SatchelError as exc:
         _error(f"store error: {exc}")
-        return EXIT_FAILURE
+        return EXIT_UNAVAILABLE
     except OSError as exc:
         _error(exc.strerror or str(exc))
         return EXIT_FAILURE
@@ -72,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         cmd.add_argument("url", metavar="URL", help="store URL, e.g. sqlite:////var/lib/app.db")
         cmd.set_defaults(func=func, command=name)
+
+    add_commands(sub)
 
     migrate = sub.add_parser("migrate", help="copy live sessions from Beaker, Session3, Pesto "
                              "or another store", description=_migrate_doc())
@@ -108,14 +120,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
-    with _open_existing(args.url, "purge") as store:
+    with open_existing(args.url, "purge") as store:
         removed = store.purge()
     print(f"removed {removed} expired session{'' if removed == 1 else 's'}")
     return EXIT_OK
 
 
 def _count(args: argparse.Namespace) -> int:
-    with _open_existing(args.url, "count") as store:
+    with open_existing(args.url, "count") as store:
         print(store.count())
     return EXIT_OK
 
@@ -160,26 +172,6 @@ def default_demo_store_url() -> str:
 
 def _open(url: str) -> Store:
     return open_store(url)
-
-
-def _open_existing(url: str, verb: str) -> Store:
-    """The store at ``url`` for a command that works on the sessions already there.
-
-    Such a command never creates a store (a mistyped path or a cron job run in the wrong
-    directory would count or purge an empty one forever, and leave it behind), and refuses a
-    store that lives inside one process: from here it is always empty.
-    """
-    store = open_store(url, create=False)
-    if not store.multiprocess_safe:
-        store.close()
-        scheme = url.partition("://")[0]
-        raise ConfigurationError(
-            f"{scheme}:// sessions live inside the process that made them; this command's "
-            f"store would always be empty, so {verb} means nothing here: give the URL of the "
-            "store your application uses")
-    return store
-
-
 
 
 def _error(message: str) -> None:

@@ -216,6 +216,17 @@ class BaseStore:
     def count(self) -> int:
         return sum(1 for _ in self.ids())
 
+    def records(self) -> Iterator[tuple[str, SessionRecord | None]]:
+        """Iterate over ``(id, record)`` of live records (for admin tools; may scan).
+
+        A record is None when it died between the listing and the read.  This default loads
+        each id; a store that can read them in one pass overrides it.  (On ``BaseStore``, like
+        ``delete_user``, not on the ``Store`` protocol: a store written to the protocol alone
+        stays one; tools fall back to ``ids`` and ``load``.)
+        """
+        for sid in self.ids():
+            yield sid, self.load(sid)
+
     def user_sessions(self, user: str) -> list[str]:
         found = []
         for sid in self.ids():
