@@ -124,7 +124,7 @@ def test_cli_tells_a_wrong_password_from_an_outage(pg: PostgresServer) -> None:
     assert 'password authentication failed for user "app"' in wrong.stderr
     assert WRONG not in wrong.stderr and wrong.stderr.count("\n") == 1
     down = cli("count", f"postgresql://app:{WRONG}@{LOOPBACK}:{free_port()}/satchel")
-    assert down.returncode == 1
+    assert down.returncode == 3
     assert down.stderr.startswith("satchel: error: store error: PostgreSQL at ")
     assert "Connection refused" in down.stderr and WRONG not in down.stderr
 
