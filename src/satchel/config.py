@@ -17,6 +17,7 @@ from typing import Any
 from .codec import Codec, JSONCodec, PickleCodec
 from .engine import FAIL_CLOSED, SessionEngine
 from .errors import ConfigurationError
+from .events import EventHook, Events
 from .keys import Secret, SecretLike
 from .manager import MINT_WINDOW, SessionManager
 from .stores import Store, masked_url, open_store, takes_secret
@@ -65,6 +66,7 @@ class Settings:
     explicit_save: bool = False
     save_empty: bool = False
     clock: Callable[[], float] = field(default=time.time, repr=False)
+    on_event: EventHook | None = field(default=None, repr=False)
 
     @classmethod
     def from_options(cls, **options: Any) -> Settings:
@@ -110,6 +112,8 @@ class Settings:
             raise ConfigurationError("environ_key must be a non-empty string or a list of them")
         if self.pickle and self.codec is not None:
             raise ConfigurationError("give either pickle=True or codec=..., not both")
+        if self.on_event is not None and not callable(self.on_event):
+            raise ConfigurationError("on_event must be a callable taking a satchel.events.Event")
         every = self.auto_purge_every
         if not isinstance(every, (int, float)) or isinstance(every, bool) or every < 0:
             raise ConfigurationError("auto_purge_every must be a number of seconds >= 0")
@@ -177,7 +181,18 @@ class Settings:
             save_empty=self.save_empty,
         )
         return SessionEngine(store, manager, self.make_codec(),
-                             on_unavailable=self.on_unavailable, clock=self.clock)
+                             on_unavailable=self.on_unavailable, clock=self.clock,
+                             events=self.make_events())
+
+    def make_events(self) -> Events | None:
+        """The ``on_event`` hook with its fingerprint key: derived from the secret, so every
+        worker names a session alike; without a secret, a key of this process's own."""
+        if self.on_event is None:
+            return None
+        secret = self.secret
+        key = (Secret(secret).derive("satchel.fingerprint")[0] if secret is not None
+               else os.urandom(32))
+        return Events(self.on_event, key)
 
     def make_transport(self) -> CookieTransport | QueryTransport | HeaderTransport | NoTransport:
         return make_transport(

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from .codec import Codec
 from .errors import StoreUnavailable
+from .events import CREATED, EXPIRED, INVALIDATED, LOADED, ROTATED, SAVED, Events
 from .ids import LEGACY_KEY
 from .manager import Action, CookieOp, Decision, SessionManager
 from .record import Changes, SessionMeta, SessionRecord
@@ -88,6 +89,8 @@ class SessionEngine:
             the front door answers 503; ``"fail_open"`` runs the request with an empty,
             anonymous session that is neither saved nor given a cookie.
         clock: the time source (seconds since the epoch); tests pass a fixed one.
+        events: the application's ``on_event`` hook, bound to its fingerprint key; None
+            (the default) costs one comparison per place an event could be emitted.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class SessionEngine:
         *,
         on_unavailable: str = FAIL_CLOSED,
         clock: Callable[[], float] = time.time,
+        events: Events | None = None,
     ) -> None:
         if on_unavailable not in (FAIL_CLOSED, FAIL_OPEN):
             from .errors import ConfigurationError
@@ -109,6 +113,7 @@ class SessionEngine:
         self.codec = codec
         self.fail_open = on_unavailable == FAIL_OPEN
         self.clock = clock
+        self.events = events
 
     def session(self, opener: Opener, request: Any) -> Session:
         """A lazy session whose first touch calls ``opener(session, request, fetch)``."""
@@ -175,10 +180,17 @@ class SessionEngine:
         else:
             sid, record = op[1][0], found
             legacy = sid != raw_id
+        stored = record
         if record is not None and EXPIRY_KEY in record.data:
             record = manager.accept(record, session._now, stored_lifetime(self.codec, record.data))
         else:
             record = manager.accept(record, session._now)
+        events = self.events
+        if events is not None:
+            if record is not None:
+                events.emit(LOADED, sid, record.user)
+            elif stored is not None:
+                events.emit(EXPIRED, sid, stored.user, _why_dead(manager, stored, session._now))
         if record is not None and LEGACY_KEY in record.data:
             if legacy:
                 _adopt_legacy(session, sid, record)
@@ -228,6 +240,10 @@ class SessionEngine:
     def _carry_out(self, session: Session, decision: Decision,
                    overhead: Callable[[Decision], int] | None, now: float) -> Step[Decision]:
         discard = decision.discard
+        events = self.events
+        # Read before the step changes them: did this request rotate, or log out?
+        rotated = session._rotated and bool(discard)
+        revoked = session._revoke
         try:
             action = decision.action
             if self.sealer is not None and action in (Action.SAVE, Action.TOUCH):
@@ -241,6 +257,8 @@ class SessionEngine:
                 decision.cookie = CookieOp.SET
                 decision.token = token
                 session._saved(sid, changes, meta)
+                if events is not None and action is Action.SAVE:
+                    _saved_event(events, sid, changes, meta, rotated)
             elif action is Action.SAVE:
                 sid, meta = _target(decision)
                 changes = decision.changes
@@ -260,6 +278,8 @@ class SessionEngine:
                     session._discard = []
                     return Decision(Action.NOTHING, cookie=CookieOp.REVOKE, vary=True)
                 session._saved(sid, changes, meta)
+                if events is not None:
+                    _saved_event(events, sid, changes, meta, rotated)
             elif action is Action.UPDATE:
                 sid, meta = _target(decision)
                 changes = decision.changes
@@ -271,11 +291,17 @@ class SessionEngine:
                     again = self.commit_step(session, False, overhead)
                     return again if isinstance(again, Decision) else (yield from again)
                 session._flushed()
+                if events is not None and changes is not None:
+                    events.emit(SAVED, sid, meta.user, "blind_write")
             elif action is Action.TOUCH:
                 sid, meta = _target(decision)
                 yield ("touch", (sid, meta.accessed, meta.expires))
                 session._accessed = meta.accessed
             ended = session._ended
+            if events is not None and (revoked or action is Action.DELETE):
+                for old in discard:
+                    user = ended[old][0] if ended is not None and old in ended else None
+                    events.emit(INVALIDATED, old, user, "invalidate" if revoked else "emptied")
             for old in discard:
                 if self.sealer is not None and ended is not None and old in ended:
                     # A logout: the sealer may refuse this session's tokens from now on.
@@ -313,6 +339,24 @@ def _adopt_legacy(session: Session, sid: str, record: SessionRecord) -> None:
     session._opener = None  # read: rotating must not open it again
     session._data.pop(LEGACY_KEY, None)
     session.rotate()
+
+
+def _saved_event(events: Events, sid: str, changes: Changes | None, meta: SessionMeta,
+                 rotated: bool) -> None:
+    if rotated:
+        events.emit(ROTATED, sid, meta.user, "rotate")
+    elif changes is not None and changes.create:
+        events.emit(CREATED, sid, meta.user)
+    elif changes is not None:
+        events.emit(SAVED, sid, meta.user)
+
+
+def _why_dead(manager: SessionManager, record: SessionRecord, now: float) -> str:
+    """Which limit a session found dead on load ran into."""
+    absolute = manager.absolute_timeout
+    if absolute is not None and now >= record.created + absolute:
+        return "absolute_timeout"
+    return "idle_timeout"
 
 
 def _rotated_from(session: Session, decision: Decision) -> str | None:
