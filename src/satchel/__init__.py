@@ -19,8 +19,10 @@ from .errors import (
     StoreTimeout,
     StoreUnavailable,
 )
+from .events import Event
 from .ids import is_valid_id, new_id
 from .keys import Secret
+from .logs import install as _install_logging
 from .manager import Action, CookieOp, Decision, SessionManager
 from .record import Changes, SessionMeta, SessionRecord
 from .session import Session
@@ -29,6 +31,8 @@ from .transport import CookieTransport, HeaderTransport, QueryTransport
 from .wsgi import SessionMiddleware
 
 __version__ = "0.1.0"
+
+_install_logging()
 
 __all__ = [
     "Action",
@@ -41,6 +45,7 @@ __all__ = [
     "CookieStore",
     "CookieTransport",
     "Decision",
+    "Event",
     "FileStore",
     "HeaderTransport",
     "JSONCodec",
