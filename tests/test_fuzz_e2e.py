@@ -15,6 +15,7 @@ combination, which is what docs/reliability.md quotes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -29,6 +30,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 import satchel
+import satchel.asgi
 
 from . import server_fixtures
 from .servers.redis import RedisServer
@@ -54,10 +56,23 @@ def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     return [(owner or "-").encode()]
 
 
+async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """:func:`app` for ASGI."""
+    session = scope["session"]
+    await session.load()
+    owner = session.get("owner")
+    if owner is None:
+        caller = dict(scope["headers"]).get(b"x-owner", b"anonymous")
+        session["owner"] = caller.decode("latin-1")
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": (owner or "-").encode()})
+
+
 class Run:
     """One middleware, the requests sent through it, and what came back."""
 
-    def __init__(self, mw: satchel.SessionMiddleware, transport: str) -> None:
+    def __init__(self, mw: Any, transport: str) -> None:
         self.mw = mw
         self.transport = transport
         self.sent = 0
@@ -74,23 +89,13 @@ class Run:
             key = {"cookie": "HTTP_COOKIE", "querystring": "QUERY_STRING",
                    "header": "HTTP_X_SESSION_ID"}[self.transport]
             environ[key] = value
-        got: dict[str, Any] = {}
-
-        def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:
-            got["status"], got["headers"] = int(status.split()[0]), headers
-
         self.sent += 1
         try:
-            result = self.mw(environ, start_response)
-            body = b"".join(result)
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            status, raw_headers, body = self.respond(environ)
         except Exception:
             self.errors += 1
             return 500, {}, ""
-        status = got["status"]
-        headers = {k.lower(): v for k, v in got["headers"]}
+        headers = {k.lower(): v for k, v in raw_headers}
         if status >= 500:
             self.errors += 1
         location = headers.get("location")
@@ -98,6 +103,19 @@ class Run:
                                      or urlsplit(location).netloc):
             self.offsite += 1
         return status, headers, body.decode()
+
+    def respond(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        got: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:
+            got["status"], got["headers"] = int(status.split()[0]), headers
+
+        result = self.mw(environ, start_response)
+        body = b"".join(result)
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        return got["status"], got["headers"], body
 
     def credential(self, status: int, headers: dict[str, str]) -> str | None:
         """The credential a response hands out, as the client would send it back raw."""
@@ -124,6 +142,38 @@ class Run:
         status, _, body = self.request(owner, raw)
         assert (status, body) == (200, owner)  # the detector works: the real credential reads
         return raw
+
+
+class AsgiRun(Run):
+    """The same requests through the ASGI middleware, on one event loop."""
+
+    def __init__(self, mw: Any, transport: str, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(mw, transport)
+        self.loop = loop
+
+    def respond(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        headers = [(b"x-owner", environ["HTTP_X_OWNER"].encode("latin-1"))]
+        for key, name in (("HTTP_COOKIE", b"cookie"), ("HTTP_X_SESSION_ID", b"x-session-id")):
+            if key in environ:
+                headers.append((name, environ[key].encode("latin-1")))
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": "/", "raw_path": b"/",
+                 "root_path": "", "query_string": environ.get("QUERY_STRING", "").encode(
+                     "latin-1"), "headers": headers, "server": ("127.0.0.1", 80),
+                 "client": ("127.0.0.1", 1234)}
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        self.loop.run_until_complete(self.mw(scope, receive, send))
+        start = sent[0]
+        body = b"".join(m.get("body", b"") for m in sent[1:])
+        return (start["status"], [(k.decode("latin-1"), v.decode("latin-1"))
+                                  for k, v in start["headers"]], body)
 
 
 def mutate(rng: random.Random, raw: str, value: str, other: str) -> str:
@@ -204,17 +254,30 @@ def _quiet_security_log() -> Iterator[None]:
         logger.disabled = False
 
 
+@pytest.mark.parametrize("door", ["wsgi", "asgi"])
 @pytest.mark.parametrize(("kind", "transport"), CASES, ids=[f"{s}-{t}" for s, t in CASES])
-def test_mutated_credentials(kind: str, transport: str, request: pytest.FixtureRequest,
-                             tmp_path: Path) -> None:
+def test_mutated_credentials(kind: str, transport: str, door: str,
+                             request: pytest.FixtureRequest, tmp_path: Path) -> None:
     with open_store(kind, request, tmp_path) as store:
-        _mutated_credentials(kind, transport, store, tmp_path)
+        if door == "wsgi":
+            mw = satchel.SessionMiddleware(app, store=store, secret=SECRET,
+                                           transport=transport, header_name=HEADER)
+            _mutated_credentials(kind, transport, Run(mw, transport), tmp_path)
+            return
+        loop = asyncio.new_event_loop()
+        try:
+            amw = satchel.asgi.SessionMiddleware(asgi_app, store=store, secret=SECRET,
+                                                 transport=transport, header_name=HEADER)
+            try:
+                _mutated_credentials(kind, transport, AsgiRun(amw, transport, loop), tmp_path)
+            finally:
+                loop.run_until_complete(amw.aclose())
+        finally:
+            loop.close()
 
 
-def _mutated_credentials(kind: str, transport: str, store: Any, tmp_path: Path) -> None:
-    mw = satchel.SessionMiddleware(app, store=store, secret=SECRET, transport=transport,
-                                   header_name=HEADER)
-    run = Run(mw, transport)
+def _mutated_credentials(kind: str, transport: str, run: Run, tmp_path: Path) -> None:
+    door = "asgi" if isinstance(run, AsgiRun) else "wsgi"
     owners = [f"victim-{i}" for i in range(VICTIMS)]
     raws = [run.new_victim(owner) for owner in owners]
     values = [run.read(raw) for raw in raws]
@@ -240,7 +303,7 @@ def _mutated_credentials(kind: str, transport: str, store: Any, tmp_path: Path) 
     homes = (tmp_path / "store", tmp_path / "db")
     outside = [str(p) for p in tmp_path.rglob("*")
                if not p.is_dir() and not any(home in p.parents for home in homes)]
-    figures = {"store": kind, "transport": transport, "requests": run.sent,
+    figures = {"door": door, "store": kind, "transport": transport, "requests": run.sent,
                "5xx": run.errors, "forged": forged, "read_as_own": same,
                "offsite_redirects": run.offsite, "files_outside": len(outside)}
     report = os.environ.get("SATCHEL_FUZZ_REPORT")
