@@ -352,3 +352,19 @@ def test_a_wsgi_and_an_asgi_application_share_one_session_cookie(tmp_path: Path)
     record = store.load(cookie)
     assert record is not None and (record.data["n"], record.data["count"]) == ("2", "2")
     store.close()
+
+
+def test_responses_that_set_the_cookie_are_private() -> None:
+    async def own(request: Request) -> PlainTextResponse:
+        request.session["k"] = 1
+        return PlainTextResponse("ok", headers={"Cache-Control": "public, max-age=60"})
+
+    app = Starlette(routes=[*STARLETTE_ROUTES, Route("/own", own)], middleware=[
+        Middleware(satchel.asgi.SessionMiddleware, store="memory://", cookie_partitioned=True)])
+    with TestClient(app, base_url="https://testserver") as client:  # a Secure cookie
+        first = client.get("/counter")
+        assert first.headers.get_list("cache-control") == ["private"]
+        assert "Partitioned" in first.headers["set-cookie"]
+        assert client.get("/counter").headers.get_list("cache-control") == []
+        client.cookies.clear()
+        assert client.get("/own").headers.get_list("cache-control") == ["private, max-age=60"]

@@ -499,3 +499,29 @@ def test_secure_prefix_is_matched_without_regard_to_case(name: str) -> None:
 def test_configured_cookie_path_refuses_what_is_no_path_value(path: str) -> None:
     with pytest.raises(ConfigurationError, match="cookie_path"):
         mw(cookie_path=path)
+
+
+def test_partitioned_needs_secure() -> None:
+    with pytest.raises(ConfigurationError, match="Secure"):
+        mw(cookie_partitioned=True, cookie_secure=False)
+    cookie = call(mw(cookie_partitioned=True, cookie_name="__Host-s"), scheme="https")
+    parts = [p.strip() for p in (cookie.header("Set-Cookie") or "").split(";")]
+    assert {"Partitioned", "Secure", "Path=/"} <= set(parts)
+
+
+def test_private_cache_control_rule() -> None:
+    from satchel.transport import private_cache_control
+
+    assert private_cache_control(None) == "private"
+    assert private_cache_control("no-store") is None
+    assert private_cache_control("Private, max-age=5") is None
+    assert private_cache_control("public, s-maxage=60, max-age=30") == "private, max-age=30"
+    # "no-store" inside another word is not the directive.
+    assert private_cache_control("x-no-stored") == "private, x-no-stored"
+
+
+def test_a_cookieless_response_gains_no_cache_control() -> None:
+    assert call(mw(idle_app)).all("Cache-Control") == []
+    assert call(mw(), headers={"X-Session-Id": ""}).all("Cache-Control") == ["private"]
+    header = mw(transport="header")
+    assert call(header).all("Cache-Control") == ["private"]  # the id travels in a header

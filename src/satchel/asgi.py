@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from .config import Settings
@@ -27,7 +27,7 @@ from .purge import Purger
 from .session import Session
 from .stores import Store
 from .stores.aio import DEFAULT_THREADS, async_face
-from .transport import QueryTransport
+from .transport import QueryTransport, with_session_headers
 
 __all__ = ["SessionMiddleware", "save"]
 
@@ -124,11 +124,17 @@ class SessionMiddleware:
         step = self.engine.commit_step(session, False, overhead)
         return step if isinstance(step, Decision) else await run_async(step, self.face)
 
-    def render(self, decision: Decision, scope: Scope) -> Headers:
-        """The response headers that carry ``decision`` to the client."""
+    def render(self, decision: Decision, scope: Scope,
+               headers: Sequence[tuple[bytes, bytes]] = ()) -> Headers:
+        """The response ``headers`` with those that carry ``decision`` to the client added
+        (see :func:`~satchel.transport.with_session_headers`)."""
         https, root = _origin(scope)
+        extra = self.transport.render(decision, https=https, script_name=root)
+        if not extra:
+            return list(headers)
+        app = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
         return [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                for k, v in self.transport.render(decision, https=https, script_name=root)]
+                for k, v in with_session_headers(app, extra)]
 
     async def aclose(self) -> None:
         """Stop the purge thread, and close the store if this middleware opened it."""
@@ -203,11 +209,13 @@ class _Call:
                 session.id  # noqa: B018 - a visitor without an id gets one (no store I/O)
             if session.touched:
                 try:
-                    extra = self.mw.render(await self.mw.commit(session, self.scope), self.scope)
+                    headers = list(message.get("headers", ()))
+                    rendered = self.mw.render(await self.mw.commit(session, self.scope),
+                                              self.scope, headers)
                 except StoreUnavailable as exc:
                     return await self.unavailable(exc)
-                if extra:
-                    message = {**message, "headers": [*message.get("headers", ()), *extra]}
+                if rendered != headers:
+                    message = {**message, "headers": rendered}
             self.started = True
         await self.real_send(message)
 

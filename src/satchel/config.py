@@ -49,6 +49,7 @@ class Settings:
     cookie_secure: bool | None = None
     cookie_httponly: bool = True
     cookie_samesite: str | None = "Lax"
+    cookie_partitioned: bool = False
     query_param: str = "satchel_session"
     header_name: str = "X-Session-Id"
     idle_timeout: float | None = 1800
@@ -203,6 +204,7 @@ class Settings:
             cookie_secure=self.cookie_secure,
             cookie_httponly=self.cookie_httponly,
             cookie_samesite=self.cookie_samesite,
+            cookie_partitioned=self.cookie_partitioned,
             query_param=self.query_param,
             header_name=self.header_name,
         )

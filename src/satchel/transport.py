@@ -21,7 +21,9 @@ __all__ = [
     "QueryTransport",
     "Transport",
     "make_transport",
+    "private_cache_control",
     "url_path",
+    "with_session_headers",
 ]
 
 # RFC 6265 section 4.1.1: a cookie-name is an RFC 2616 token.
@@ -29,6 +31,13 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _REVOKED = "Thu, 01 Jan 1970 00:00:00 GMT"
 _VARY_COOKIE = [("Vary", "Cookie")]  # read-only: callers copy it into their header list
+# A response that sets or revokes an id must never be stored by a shared cache (RFC 9111
+# section 5.2.2.7): another client would be handed the same Set-Cookie.
+_PRIVATE = ("Cache-Control", "private")
+# Directives of an application's own Cache-Control that already keep shared caches out.
+_STRICT_CACHING = re.compile(r"(?:^|,)\s*(?:private|no-store)\s*(?:[=,]|$)", re.IGNORECASE)
+# Directives that invite a shared cache in: dropped when ``private`` has to be added.
+_SHARED_CACHING = re.compile(r"^(?:public|s-maxage(?:=.*)?)$", re.IGNORECASE)
 # Left as they are in a path: RFC 3986 pchar less ";", "=" and ",", which are also what a
 # Set-Cookie Path (RFC 6265 section 4.1.1 path-value: no CTLs, no ";") and the headers that
 # fold cookies on "," must not hold.  Everything else is percent-encoded.
@@ -93,6 +102,7 @@ class CookieTransport:
         secure: bool | None = None,
         httponly: bool = True,
         samesite: str | None = "Lax",
+        partitioned: bool = False,
     ) -> None:
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise ConfigurationError(f"cookie_name {name!r} is not a valid cookie name (RFC 6265)")
@@ -116,6 +126,12 @@ class CookieTransport:
             if secure is False:
                 raise ConfigurationError("a __Secure- cookie must be Secure")
             secure = True
+        if partitioned:
+            # CHIPS: browsers drop a Partitioned cookie that is not also Secure.
+            if secure is False:
+                raise ConfigurationError("cookie_partitioned requires a Secure cookie; "
+                                         "do not set cookie_secure=False with it")
+            secure = True
         if samesite == "None":
             secure = True
         self.name = name
@@ -124,12 +140,15 @@ class CookieTransport:
         self.secure = secure
         self.httponly = bool(httponly)
         self.samesite = samesite
+        self.partitioned = bool(partitioned)
         self._prefix = name + "="
         tail = ""
         if httponly:
             tail += "; HttpOnly"
         if samesite:
             tail += f"; SameSite={samesite}"
+        if partitioned:
+            tail += "; Partitioned"
         self._flags = tail
         if domain:
             tail = f"; Domain={domain}" + tail
@@ -166,6 +185,7 @@ class CookieTransport:
             value = self._set_cookie("", None, https, script_name, revoke=True,
                                      domain=decision.domain, path=decision.path)
         headers.append(("Set-Cookie", value))
+        headers.append(_PRIVATE)
         return headers
 
     def overhead(self, decision: Decision, *, https: bool, script_name: str) -> int:
@@ -214,6 +234,42 @@ class CookieTransport:
         if secure:
             header += "; Secure"
         return header
+
+
+def private_cache_control(app_value: str | None) -> str | None:
+    """The Cache-Control a response that sets or revokes an id must carry, given the one the
+    application set (None: it set none); None when the application's value stands.
+
+    The application's own value wins when it already keeps shared caches out (``private`` or
+    ``no-store``, with whatever else it says).  Any other one (``public, max-age=600``,
+    ``no-cache``) keeps its directives but ``public`` and ``s-maxage``, and gains ``private``:
+    no shared cache may store a ``Set-Cookie`` and hand it to another client.
+    """
+    if app_value is None:
+        return "private"
+    if _STRICT_CACHING.search(app_value):
+        return None
+    kept = [d.strip() for d in app_value.split(",")
+            if d.strip() and not _SHARED_CACHING.match(d.strip())]
+    return ", ".join(["private", *kept])
+
+
+def with_session_headers(headers: list[tuple[str, str]],
+                         extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The application's response headers with the transport's ``extra`` headers added,
+    its Cache-Control merged by :func:`private_cache_control`.  Every front door applies
+    the transport's headers through this (or that) function, so all follow one rule."""
+    if _PRIVATE not in extra:
+        return [*headers, *extra]
+    found = [i for i, (k, _) in enumerate(headers) if k.lower() == "cache-control"]
+    if not found:
+        return [*headers, *extra]
+    extra = [h for h in extra if h != _PRIVATE]
+    merged = private_cache_control(", ".join(headers[i][1] for i in found))
+    if merged is None:
+        return [*headers, *extra]
+    out = [h for i, h in enumerate(headers) if i not in found]
+    return [*out, ("Cache-Control", merged), *extra]
 
 
 def _check_path(path: str | None) -> None:
@@ -303,8 +359,10 @@ class HeaderTransport:
             headers.append(("Vary", self.header_name))
         if decision.cookie is CookieOp.SET:
             headers.append((self.header_name, decision.value or ""))
+            headers.append(_PRIVATE)
         elif decision.cookie is CookieOp.REVOKE:
             headers.append((self.header_name, ""))
+            headers.append(_PRIVATE)
         return headers
 
     def overhead(self, decision: Decision, *, https: bool, script_name: str) -> int:
@@ -338,6 +396,7 @@ def make_transport(
     cookie_secure: bool | None = None,
     cookie_httponly: bool = True,
     cookie_samesite: str | None = "Lax",
+    cookie_partitioned: bool = False,
     query_param: str = "satchel_session",
     header_name: str = "X-Session-Id",
 ) -> CookieTransport | QueryTransport | HeaderTransport | NoTransport:
@@ -345,7 +404,7 @@ def make_transport(
     if kind == "cookie":
         return CookieTransport(cookie_name, path=cookie_path, domain=cookie_domain,
                                secure=cookie_secure, httponly=cookie_httponly,
-                               samesite=cookie_samesite)
+                               samesite=cookie_samesite, partitioned=cookie_partitioned)
     if kind == "querystring":
         return QueryTransport(query_param)
     if kind == "header":

@@ -19,7 +19,7 @@ from .manager import Action, CookieOp, Decision
 from .purge import Purger
 from .session import Session
 from .stores import Store
-from .transport import QueryTransport
+from .transport import QueryTransport, with_session_headers
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -191,7 +191,7 @@ class _Call:
             decision = mw.engine.commit(session, overhead=overhead)
             extra = transport.render(decision, https=https, script_name=script_name)
             if extra:
-                headers = [*headers, *extra]
+                headers = with_session_headers(headers, extra)
         self.sent = True
         self.writer = self.start(self.status, headers, self.exc_info)
 

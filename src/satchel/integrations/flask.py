@@ -22,6 +22,7 @@ from ..errors import StoreUnavailable
 from ..keys import SecretLike
 from ..session import Session
 from ..stores import Store, takes_secret
+from ..transport import private_cache_control
 from ._door import Door
 
 if TYPE_CHECKING:
@@ -142,6 +143,10 @@ class SatchelSessionInterface(SessionInterface):
         for name, value in headers:
             if name == "Vary":
                 response.vary.add(value)
+            elif name == "Cache-Control":
+                merged = private_cache_control(response.headers.get("Cache-Control"))
+                if merged is not None:
+                    response.headers["Cache-Control"] = merged
             else:
                 response.headers.add(name, value)
 

@@ -29,6 +29,7 @@ from ..errors import StoreUnavailable
 from ..keys import SecretLike
 from ..session import CSRF_KEY, FLASH_KEY, Session
 from ..stores import Store
+from ..transport import private_cache_control
 from ._door import Door
 
 if TYPE_CHECKING:
@@ -180,6 +181,10 @@ class SatchelSessionFactory:
                     vary = list(response.vary or ())
                     if value not in vary:
                         response.vary = [*vary, value]
+                elif name == "Cache-Control":
+                    merged = private_cache_control(response.headers.get("Cache-Control"))
+                    if merged is not None:
+                        response.headers["Cache-Control"] = merged
                 else:
                     response.headerlist.append((name, value))
 
