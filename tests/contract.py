@@ -24,6 +24,7 @@ from satchel import Changes, SessionMeta
 from satchel.ids import new_id
 
 from .aio_util import FaceBridge
+from .contract_identity import IdentityContract
 from .wsgi_util import Response, call
 
 HOUR = 3600.0
@@ -116,7 +117,7 @@ def _on_both_faces(fixture: Any) -> Any:
     return pytest.fixture(store)
 
 
-class StoreContract:
+class StoreContract(IdentityContract):
     """Behaviour every store guarantees (see ``satchel.stores.base.Store``).
 
     Every test runs twice: on the store, and on its async face (``satchel.stores.aio``, what the

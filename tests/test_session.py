@@ -429,6 +429,8 @@ def test_write_only_request_updates_without_reading(h: Harness) -> None:
     first = h.request(sid)
     first.user = "ana"
     h.finish(first)
+    assert first.id != sid  # naming a user rotated the id
+    sid = first.id
     h.store.calls.clear()
     h.loads = 0
     h.clock.advance(10)

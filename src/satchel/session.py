@@ -32,6 +32,9 @@ CSRF_KEY = "_satchel_csrf"
 #: The per-session lifetime (``set_expiry``) travels with the data, so every store keeps it.
 EXPIRY_KEY = "_satchel_expiry"
 
+#: When the session's user last logged in (``Session.login``), in epoch seconds.
+LOGIN_KEY = "_satchel_login"
+
 #: The longest user name every store keeps (MySQL's user_id is VARCHAR(255)).
 MAX_USER_LENGTH = 255
 
@@ -60,8 +63,8 @@ class Session(MutableMapping[str, Any]):
 
     __slots__ = (
         "_accessed", "_cleared", "_codec", "_created", "_data", "_decoded", "_degraded",
-        "_deleted", "_discard", "_ended", "_identified", "_loaded_id", "_now", "_opener",
-        "_orig", "_origin_user", "_policy", "_request", "_revoke",
+        "_deleted", "_discard", "_end_reason", "_ended", "_identified", "_loaded_id", "_now",
+        "_opener", "_orig", "_origin_user", "_policy", "_request", "_revoke",
         "_rotated", "_save_requested", "_set", "_sid", "_user", "_user_changed", "_watch",
         "client_id", "cookie_domain", "cookie_path", "keep", "touched",
     )
@@ -99,6 +102,8 @@ class Session(MutableMapping[str, Any]):
         # store uses them to refuse the ended sessions' tokens (``ClientSideStore.end``).
         self._origin_user: str | None = None
         self._ended: dict[str, tuple[str, float, float | None]] | None = None
+        # Why the session the client named was found dead (``ended``), as the engine judged.
+        self._end_reason: str | None = None
         self._policy: SessionManager | None = None  # set by the engine when it opens the session
         self._save_requested = False
         # Cookie attributes for this response only (Beaker's ``session.domain``/``path``);
@@ -341,8 +346,58 @@ class Session(MutableMapping[str, Any]):
                 raise ValueError(f"session.user cannot be stored: {problem}")
         self._ensure()
         if value != self._user:
+            if value is not None and self._identifies():
+                # A new user is a change of privilege: an id seen before it (a planted one)
+                # must not work after it, even when the application forgets to rotate.  Once
+                # per request is enough: the id is already fresh.
+                self.rotate()
             self._user = value
             self._user_changed = True
+
+    def _identifies(self) -> bool:
+        """Whether the id this session goes by came from the client (loaded or adopted), and
+        so must rotate before a user is named: one rotation per request is enough."""
+        if self._rotated:
+            return False
+        return self._loaded_id is not None or (
+            self._sid is not None and self._sid == self.client_id)
+
+    @property
+    def ended(self) -> str | None:
+        """Why the session the client named was found dead, for a request that now has a new
+        one: ``"idle"``, ``"absolute"``, ``"revoked"`` or ``"logged_out"``; None when it was
+        alive, the client named none, or the store cannot tell (see the README's table)."""
+        self._ensure()
+        return self._end_reason
+
+    def login(self, user: str) -> None:
+        """Log ``user`` in: a new id (the data is kept), ``user`` set, the time recorded.
+
+        The id rotates even when the user does not change (a second login is a new privilege
+        grant), so an id planted before it never works after it.  The login time is kept
+        under ``LOGIN_KEY`` and read back by :attr:`logged_in_at`.
+
+        Raises:
+            TypeError, ValueError: ``user`` is not a non-empty name every store can keep.
+        """
+        if type(user) is not str or not user:
+            raise TypeError("session.login takes the user's name (a non-empty str)")
+        self._ensure()
+        if self._identifies():
+            self.rotate()
+        self.user = user
+        self[LOGIN_KEY] = self._now
+
+    @property
+    def logged_in_at(self) -> float | None:
+        """When this session's user logged in (:meth:`login`), epoch seconds; None if not."""
+        value = self.get(LOGIN_KEY)
+        return value if isinstance(value, (int, float)) and self._user is not None else None
+
+    def logout(self) -> None:
+        """Log out: the stored session is deleted and the client's id revoked (like
+        :meth:`invalidate`); the object then starts afresh, anonymous."""
+        self.invalidate()
 
     @property
     def modified(self) -> bool:

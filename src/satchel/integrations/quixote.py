@@ -203,7 +203,9 @@ class Session(quixote.session.Session):  # type: ignore[misc]
             core.user = None
         if rotate and value is not None and value != old:
             # A new user is a change of privilege: an id seen before it must not work after it.
-            core.rotate()
+            # A str user is the core's own ``user``, whose change rotates the id already.
+            if type(value) is not str:
+                core.rotate()
             if self.__dict__.get("_csrf_token") is not None:
                 self._csrf_token = None
 
