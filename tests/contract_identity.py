@@ -4,6 +4,7 @@ every store runs it against its real server."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -119,3 +120,25 @@ class IdentityContract:
         assert out.cookies["satchel"] == ""
         assert store.load(sid) is None
         assert sid not in store.user_sessions("dave")
+
+    # -- why a session ended ---------------------------------------------------------------------
+
+    def test_ended_says_idle_or_absolute_for_a_record_the_store_still_returns(
+            self, store: Any) -> None:
+        # The middleware's clock runs ahead of the store's: the store still returns the record
+        # (as after a write-only request, shortened timeouts or clock skew), and the policy
+        # judges it dead from the record's own times.
+        clock = [time.time()]
+        mw = satchel.SessionMiddleware(_identity_routes, store=store, clock=lambda: clock[0],
+                                       idle_timeout=600, absolute_timeout=1000)
+        sid = _get(mw, "/write").cookies["satchel"]
+        assert _get(mw, "/whoami", sid).body.decode().endswith("|1|False|None")  # alive
+        clock[0] += 601
+        idle = _get(mw, "/whoami", sid)
+        assert idle.body.decode() == "None|None|True|idle"
+        busy = _get(mw, "/write").cookies["satchel"]
+        clock[0] += 500
+        assert _get(mw, "/write", busy).body.decode().endswith("|None")  # still alive at 500
+        clock[0] += 501
+        assert _get(mw, "/whoami", busy).body.decode() == "None|None|True|absolute"
+        assert _get(mw, "/whoami").body.decode().endswith("|None")  # no session named: None

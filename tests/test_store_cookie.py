@@ -463,3 +463,46 @@ def test_any_keys_and_values_round_trip(data: dict[str, str], user: str | None) 
         opened = store.open(store.seal(SID, data, meta(user=user)), NOW)
         assert opened is not None
         assert opened[0] == SID and opened[1].data == data and opened[1].user == user
+
+
+def test_ended_says_why_a_cookie_session_died() -> None:
+    from typing import Any
+    from urllib.parse import parse_qsl
+
+    from satchel import SessionMiddleware
+
+    from .wsgi_util import call
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = environ["satchel.session"]
+        query = dict(parse_qsl(environ["QUERY_STRING"]))
+        if "user" in query:
+            session.login(query["user"])
+        if "out" in query:
+            session.logout()
+        start_response("200 OK", [])
+        return [f"{session.user}|{session.is_new}|{session.ended}".encode()]
+
+    clock = [time.time()]
+    store = CookieStore(secret=NEW, revocation=MemoryStore())
+    mw = SessionMiddleware(app, store=store, clock=lambda: clock[0], idle_timeout=600,
+                           absolute_timeout=1000)
+
+    def login(user: str) -> str:
+        return call(mw, query=f"user={user}").cookies["satchel"]
+
+    def ended(token: str) -> str:
+        return call(mw, cookie=f"satchel={token}").body.decode()
+
+    token = login("ann")
+    assert ended(token) == "ann|False|None"
+    clock[0] += 601
+    assert ended(token) == "None|True|idle"  # the sealed times tell
+    clock[0] += 400
+    assert ended(token) == "None|True|absolute"
+    token = login("ann")
+    assert call(mw, cookie=f"satchel={token}", query="out=1").cookies["satchel"] == ""
+    assert ended(token) == "None|True|logged_out"  # the old cookie, replayed
+    token = login("bob")
+    store.revoke_user("bob")
+    assert ended(token) == "None|True|revoked"

@@ -27,7 +27,7 @@ from .errors import StoreUnavailable
 from .events import CREATED, EXPIRED, INVALIDATED, LOADED, ROTATED, SAVED, Events
 from .ids import LEGACY_KEY
 from .manager import Action, CookieOp, Decision, SessionManager
-from .record import Changes, SessionMeta, SessionRecord
+from .record import Changes, Ended, SessionMeta, SessionRecord
 from .session import EXPIRY_KEY, Opener, Session, stored_lifetime
 from .stores.base import Store, is_client_side
 
@@ -141,7 +141,7 @@ class SessionEngine:
         manager = self.manager
         session._policy = manager
         if self.sealer is not None:
-            return ("open", (raw_id, session._now)) if raw_id else True
+            return ("open", (raw_id, session._now, True)) if raw_id else True
         if session._identified and fetch:
             sid = session.client_id
         else:
@@ -172,6 +172,11 @@ class SessionEngine:
         manager = self.manager
         record: SessionRecord | None
         if self.sealer is not None:
+            if isinstance(found, Ended):
+                ended = found.record
+                session._end_reason = (found.reason if ended is None else manager.why_dead(
+                    ended, session._now, stored_lifetime(self.codec, ended.data)))
+                return True
             if found is None:
                 return True
             sid, record = found
@@ -181,10 +186,13 @@ class SessionEngine:
             sid, record = op[1][0], found
             legacy = sid != raw_id
         stored = record
-        if record is not None and EXPIRY_KEY in record.data:
-            record = manager.accept(record, session._now, stored_lifetime(self.codec, record.data))
-        else:
-            record = manager.accept(record, session._now)
+        if record is not None:
+            lifetime = (stored_lifetime(self.codec, record.data) if EXPIRY_KEY in record.data
+                        else None)
+            if manager.accept(record, session._now, lifetime) is None:
+                # The store still returned it, so its times say how it died.
+                session._end_reason = manager.why_dead(record, session._now, lifetime)
+                record = None
         events = self.events
         if events is not None:
             if record is not None:

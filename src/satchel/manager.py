@@ -206,6 +206,22 @@ class SessionManager:
             return None
         return record
 
+    def why_dead(self, record: SessionRecord, now: float,
+                 lifetime: float | None = None) -> str | None:
+        """Why ``record`` is dead at ``now``: ``"absolute"`` once ``created`` plus the absolute
+        timeout has passed, else ``"idle"``; None while it is alive.
+
+        Judged from the record's own times, so it needs a record: a store that drops expired
+        records (the contract's ``load``) leaves only the ones it still returns to judge.
+        """
+        if now < record.expires and now < self._expiry(record.created, record.accessed,
+                                                       lifetime):
+            return None
+        absolute = self.absolute_timeout
+        if absolute is not None and now >= record.created + absolute:
+            return "absolute"
+        return "idle"
+
     def expires(self, created: float, accessed: float, lifetime: float | None = None) -> float:
         """The moment a session created and last accessed at these times dies.
 

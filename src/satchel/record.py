@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Changes", "SessionMeta", "SessionRecord", "stored_record"]
+__all__ = ["Changes", "Ended", "SessionMeta", "SessionRecord", "stored_record"]
 
 security_log = logging.getLogger("satchel.security")
 
@@ -100,3 +100,13 @@ class Changes:
             merged.pop(key, None)
         merged.update(self.set)
         return merged
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """What a client-side store's ``open(..., why=True)`` returns for a value it sealed whose
+    session is dead: ``reason`` is ``"expired"`` (``record`` then holds its times, for the
+    policy to tell idle from absolute), ``"revoked"`` or ``"logged_out"``."""
+
+    reason: str
+    record: SessionRecord | None = None

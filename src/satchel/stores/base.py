@@ -14,7 +14,7 @@ from typing import Protocol, TypeGuard, TypeVar, runtime_checkable
 from urllib.parse import SplitResult, parse_qsl
 
 from ..errors import ConfigurationError
-from ..record import Changes, SessionMeta, SessionRecord
+from ..record import Changes, Ended, SessionMeta, SessionRecord
 
 __all__ = ["BaseStore", "ClientSideStore", "Store", "is_client_side", "now_or", "url_options"]
 
@@ -125,12 +125,14 @@ class ClientSideStore(Store, Protocol):
 
     client_side: bool
 
-    def open(self, token: str, now: float) -> tuple[str, SessionRecord] | None:
+    def open(self, token: str, now: float,
+             why: bool = False) -> tuple[str, SessionRecord] | Ended | None:
         """The session id and record sealed in ``token``, or None.
 
         None for anything this store did not seal, cannot open, or that is dead at ``now``:
-        never an exception for a bad value.  Raises ``StoreUnavailable`` only when a backend it
-        consults cannot answer.
+        never an exception for a bad value.  With ``why``, a value it sealed whose session is
+        dead may instead give an :class:`~satchel.record.Ended` saying why (``session.ended``).
+        Raises ``StoreUnavailable`` only when a backend it consults cannot answer.
         """
 
     def seal(self, sid: str, data: dict[str, str], meta: SessionMeta, overhead: int = 0) -> str:

@@ -39,7 +39,7 @@ from urllib.parse import SplitResult
 
 from ..errors import ConfigurationError, SessionTooLarge
 from ..keys import Secret, SecretLike
-from ..record import Changes, SessionMeta, SessionRecord
+from ..record import Changes, Ended, SessionMeta, SessionRecord
 from ._cookie_payload import build_payload, parse_payload
 from .base import BaseStore, Store, is_client_side, url_options
 
@@ -94,6 +94,10 @@ class Revocations(Protocol):
         """True when a cookie of session ``sid``, sealed for ``user`` under ``generation``,
         must be refused.  One lookup: it runs on every request of a session with a user."""
 
+    def refusal(self, user: str, sid: str, generation: int) -> str | None:
+        """Why such a cookie is refused: ``"revoked"`` (the user was logged out everywhere),
+        ``"logged_out"`` (this session was), or None when it is not.  One lookup too."""
+
     def end(self, user: str, sid: str, until: float) -> None:
         """Refuse every cookie of session ``sid`` of ``user`` from now on, until ``until``."""
 
@@ -127,11 +131,16 @@ class StoreRevocations:
         return 0 if record is None else _generation(record.data)
 
     def refuses(self, user: str, sid: str, generation: int) -> bool:
+        return self.refusal(user, sid, generation) is not None
+
+    def refusal(self, user: str, sid: str, generation: int) -> str | None:
         record = self.store.load(self._id(user))
         if record is None:
-            return generation != 0
+            return "revoked" if generation != 0 else None
         data = record.data
-        return _generation(data) != generation or _ENDED + sid in data
+        if _generation(data) != generation:
+            return "revoked"
+        return "logged_out" if _ENDED + sid in data else None
 
     def revoke(self, user: str) -> int:
         generation = max(self.generation(user), 0) + 1
@@ -241,8 +250,13 @@ class CookieStore(BaseStore):
 
     # -- the client-side contract --------------------------------------------------------------
 
-    def open(self, token: str, now: float) -> tuple[str, SessionRecord] | None:
+    def open(self, token: str, now: float,
+             why: bool = False) -> tuple[str, SessionRecord] | Ended | None:
         """The id and record sealed in ``token``, or None (see the module docstring).
+
+        With ``why``, a token this store sealed whose session is dead gives an :class:`Ended`
+        saying why (expired, with its times; revoked; logged out) instead of None: the token
+        itself holds the answer, so no extra lookup is made.
 
         Raises:
             StoreUnavailable: the spill or revocation store cannot answer.
@@ -257,11 +271,14 @@ class CookieStore(BaseStore):
         sid, created, accessed, expires, user, data, generation = fields
         if now >= expires:
             log.debug("a session cookie past its expiry was presented; starting a new session")
-            return None
+            return Ended("expired", SessionRecord({}, created, accessed, expires, user)) if why \
+                else None
         revoked = self._revocation
-        if user is not None and revoked is not None and revoked.refuses(user, sid, generation):
-            security_log.info("refused a session cookie of a user revoked or logged out")
-            return None
+        if user is not None and revoked is not None:
+            reason = revoked.refusal(user, sid, generation)
+            if reason is not None:
+                security_log.info("refused a session cookie of a user revoked or logged out")
+                return Ended(reason) if why else None
         if data is None:
             spilled = self._spill.load(sid) if self._spill is not None else None
             if spilled is None:
