@@ -145,3 +145,31 @@ def test_on_event_must_be_callable() -> None:
 
     with pytest.raises(ConfigurationError, match="on_event"):
         SessionMiddleware(lambda e, s: [], store=MemoryStore(), on_event="print")
+
+
+def test_cookie_sessions_emit_from_the_same_path() -> None:
+    from satchel.stores.cookie import CookieStore
+
+    seen: list[Event] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = environ["satchel.session"]
+        if environ["PATH_INFO"] == "/logout":
+            session.invalidate()
+        else:
+            session["visits"] = session.get("visits", 0) + 1
+            session.user = "ana"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    secret = "c" * 32
+    middleware = SessionMiddleware(app, store=CookieStore(secret=secret), secret=secret,
+                                   on_event=seen.append)
+    first = call(middleware)
+    cookie = f"satchel={first.cookies['satchel']}"
+    call(middleware, cookie=cookie)
+    call(middleware, "/logout", cookie=cookie)
+    assert [(e.kind, e.user) for e in seen] == [
+        ("created", "ana"), ("loaded", "ana"), ("saved", "ana"), ("loaded", "ana"),
+        ("invalidated", "ana")]
+    assert len({e.fingerprint for e in seen}) == 1
