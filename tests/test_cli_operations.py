@@ -34,7 +34,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def run_json(*args: str) -> Any:
-    result = run(*args, "--json")
+    result = run(args[0], "--json", *args[1:])
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -110,7 +110,8 @@ def test_list_filters_and_pages(url: str) -> None:
         fp(ids["ana-old"]), fp(ids["ana-new"])}
     old = run_json("list", url, "--older-than", "1h")["sessions"]
     assert {s["fingerprint"] for s in old} == {fp(ids["ana-old"]), fp(ids["bo"])}
-    by_prefix = run_json("list", url, "--prefix", ids["bo"][:10], "--ids")["sessions"]
+    # An id may begin with "-": given as --prefix=VALUE (or after --) it is not an option.
+    by_prefix = run_json("list", url, f"--prefix={ids['bo'][:10]}", "--ids")["sessions"]
     assert [s["id"] for s in by_prefix] == [ids["bo"]]
 
 
@@ -118,7 +119,7 @@ def test_show_delete_revoke_and_stats(url: str) -> None:
     ids = seed(url)
     meta = run_json("show", url, fp(ids["bo"]))
     assert meta["user"] == "bo" and "data" not in meta and "id" not in meta
-    shown = run_json("show", url, ids["ana-old"], "--data")
+    shown = run_json("show", url, "--data", "--", ids["ana-old"])
     assert shown["data"] == {"cart": [1, 2]} and shown["fingerprint"] == fp(ids["ana-old"])
     human = run("show", url, fp(ids["bo"]), "--data")
     assert human.returncode == 0 and "name = '<script>'" in human.stdout
@@ -134,7 +135,7 @@ def test_show_delete_revoke_and_stats(url: str) -> None:
     assert (deleted.returncode, deleted.stdout) == (0, f"deleted session {fp(ids['bo'])}\n")
     again = run("delete", url, fp(ids["bo"]))
     assert again.returncode == 1 and again.stdout == ""
-    assert run("show", url, ids["bo"]).returncode == 1
+    assert run("show", url, "--", ids["bo"]).returncode == 1
 
     assert run_json("revoke-user", url, "ana") == {"user": "ana", "deleted": 2}
     assert run("revoke-user", url, "ana").returncode == 1
@@ -163,7 +164,7 @@ def test_memcached_cannot_list_unreachable_is_3_bad_url_is_2() -> None:
         assert result.stderr == ("satchel: error: memcached cannot list its keys: "
                                  "MemcachedStore.ids() is not supported\n")
         sid = new_id()
-        assert run("show", server.url, sid).returncode == 1  # by id it can still look
+        assert run("show", server.url, "--", sid).returncode == 1  # by id it can still look
     down = run("stats", f"redis://{LOOPBACK}:{free_port()}/0")
     assert down.returncode == 3 and down.stderr.startswith("satchel: error: store error: ")
     bad = run("list", "bogus://x")
