@@ -255,7 +255,9 @@ class PostgresStore(BaseStore):
                 with pool.connection(timeout=self.pool_timeout) as conn:
                     # The server bounds a statement it runs (statement_timeout); a server that
                     # never answers is bounded here, by shutting the socket at the deadline.
-                    watch = _WATCHDOG.arm(conn.fileno(), self.timeout)
+                    # The deadline leaves the server's own cancel time to arrive: it keeps the
+                    # connection, where a shut socket costs the pool a new one.
+                    watch = _WATCHDOG.arm(conn.fileno(), self.timeout + _CANCEL_GRACE)
                     try:
                         if not self._ready:
                             conn.execute(self._sql["setup"], prepare=False)
@@ -327,6 +329,10 @@ _REFUSED = re.compile(
 
 class _Retry(Exception):
     """Internal: the server dropped the connection; run the (idempotent) operation again."""
+
+
+# Seconds past ``timeout`` before the watchdog shuts a connection the server may still answer.
+_CANCEL_GRACE = 0.2
 
 
 class _Silent(Exception):
