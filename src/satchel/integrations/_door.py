@@ -7,7 +7,7 @@ end of the request becomes a list of response headers the framework adds in its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..config import Settings
@@ -17,7 +17,7 @@ from ..manager import Decision
 from ..session import Session
 from ..stores import Store
 
-__all__ = ["Door"]
+__all__ = ["Door", "SessionView"]
 
 
 class Door:
@@ -81,3 +81,43 @@ class Door:
         """Close the store if this door opened it (from a URL)."""
         if self._owns_store:
             self.store.close()
+
+
+class SessionView:
+    """A framework's session object over a satchel session: the mapping, delegated.
+
+    Frameworks wrap satchel's session in their own class (Flask's ``SessionMixin``, Pyramid's
+    ``ISession``) only to add their attributes; the mapping and satchel's own API (``id``,
+    ``user``, ``rotate()``, ``set_expiry()``, ...) pass straight through.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.satchel = session
+
+    def __getitem__(self, key: str) -> Any:
+        return self.satchel[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.satchel[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.satchel[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.satchel)
+
+    def __len__(self) -> int:
+        return len(self.satchel)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.satchel
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.satchel.get(key, default)
+
+    def clear(self) -> None:
+        self.satchel.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the wrapper lacks: satchel's own session API.
+        return getattr(self.satchel, name)

@@ -13,7 +13,6 @@ rotates it, which leaves a session id planted before login valid after it (fixat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SessionInterface, SessionMixin
@@ -23,7 +22,7 @@ from ..keys import SecretLike
 from ..session import Session
 from ..stores import Store, takes_secret
 from ..transport import private_cache_control
-from ._door import Door
+from ._door import Door, SessionView
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
@@ -34,7 +33,7 @@ _DOOR_KEY = "satchel"
 _UNAVAILABLE = "Service Unavailable: the session store cannot be reached.\n"
 
 
-class FlaskSession(SessionMixin):
+class FlaskSession(SessionView, SessionMixin):
     """The object behind ``flask.session``: Flask's session protocol over a satchel session.
 
     Everything satchel's session offers (``id``, ``user``, ``rotate()``, ``invalidate()``,
@@ -42,40 +41,10 @@ class FlaskSession(SessionMixin):
     """
 
     def __init__(self, session: Session, lifetime: float) -> None:
-        self.satchel = session
+        super().__init__(session)
         self._lifetime = lifetime
         self._forced = False
         self._accessed = False
-
-    # -- the mapping, delegated (Flask's flash() and every extension use only these) ----------
-
-    def __getitem__(self, key: str) -> Any:
-        return self.satchel[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.satchel[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.satchel[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.satchel)
-
-    def __len__(self) -> int:
-        return len(self.satchel)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.satchel
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.satchel.get(key, default)
-
-    def clear(self) -> None:
-        self.satchel.clear()
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for names this class lacks: satchel's own session API.
-        return getattr(self.satchel, name)
 
     # -- Flask's SessionMixin attributes ------------------------------------------------------
 

@@ -18,7 +18,7 @@ them after an exception view too (satchel's default: not).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pyramid.interfaces import ISession, ISessionFactory
@@ -30,7 +30,7 @@ from ..keys import SecretLike
 from ..session import CSRF_KEY, FLASH_KEY, Session
 from ..stores import Store
 from ..transport import private_cache_control
-from ._door import Door
+from ._door import Door, SessionView
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -46,35 +46,11 @@ BEAKER_PREFIXES = ("session.", "beaker.session.")
 
 
 @implementer(ISession)
-class PyramidSession:
+class PyramidSession(SessionView):
     """Pyramid's ``ISession`` over a satchel session; satchel's own API is reachable too
     (``id``, ``user``, ``rotate()``, ``set_expiry()``, ``expires_at``, ...)."""
 
-    def __init__(self, session: Session) -> None:
-        self.satchel = session
-
     # -- IDict -----------------------------------------------------------------------------------
-
-    def __getitem__(self, key: str) -> Any:
-        return self.satchel[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.satchel[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self.satchel[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.satchel)
-
-    def __len__(self) -> int:
-        return len(self.satchel)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.satchel
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.satchel.get(key, default)
 
     def keys(self) -> Any:
         return self.satchel.keys()
@@ -96,12 +72,6 @@ class PyramidSession:
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         self.satchel.update(*args, **kwargs)
-
-    def clear(self) -> None:
-        self.satchel.clear()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.satchel, name)
 
     # -- ISession --------------------------------------------------------------------------------
 
